@@ -1,0 +1,3 @@
+from polyculture.cli import main
+
+raise SystemExit(main())
