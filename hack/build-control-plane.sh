@@ -4,8 +4,8 @@
 # Everything lands in $POLYCULTURE_CACHE/bin/<component>-<version>; what exists is reused.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-# shellcheck source=versions.env
-source "$here/versions.env"
+# shellcheck source=../operator/polyculture/controlplane/versions.env
+source "$here/../operator/polyculture/controlplane/versions.env"
 CACHE="${POLYCULTURE_CACHE:-$HOME/.cache/polyculture}"
 BIN="$CACHE/bin"
 WORK="$CACHE/build"
