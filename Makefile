@@ -1,0 +1,83 @@
+# Polyculture — run `make help` for the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+SHARED ?= ../shared
+TRACE  ?= $(SHARED)/traces/philly.csv
+PYTEST_ARGS ?=
+
+.PHONY: help venv control-plane cluster-up cluster-down crds verify lint format typecheck \
+        layers test test-unit test-cluster test-ray test-e2e bench simulate gpu-check demo clean
+
+help: ## show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+venv: $(VENV)/.installed ## create .venv with the project and its dev/test dependencies
+
+control-plane: ## build etcd, kube-apiserver/-controller-manager/-scheduler, kwok, kubectl (cached)
+	bash hack/build-control-plane.sh
+
+cluster-up: venv control-plane ## start the local control plane; kubeconfig in .polyculture/kubeconfig
+	$(BIN)/polyculture cluster up --dir .polyculture
+
+cluster-down: venv ## stop the local control plane
+	$(BIN)/polyculture cluster down --dir .polyculture
+
+crds: venv ## regenerate crds/*.yaml (and the chart's copy) from the pydantic models
+	$(BIN)/polyculture crds
+
+lint: venv ## ruff lint and format check
+	$(BIN)/ruff check operator tests
+	$(BIN)/ruff format --check operator tests
+
+format: venv ## apply ruff fixes and formatting
+	$(BIN)/ruff check --fix operator tests
+	$(BIN)/ruff format operator tests
+
+typecheck: venv ## mypy --strict
+	$(BIN)/mypy
+
+layers: venv ## import-linter: the layer contracts in pyproject.toml
+	$(BIN)/lint-imports
+
+verify: venv lint typecheck layers ## everything generated is up to date, lint, types, layers
+	$(BIN)/polyculture crds --check
+
+test-unit: venv ## unit tier: pure code only
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+test-cluster: venv control-plane ## cluster tier: real control plane on loopback
+	$(BIN)/pytest tests/cluster $(PYTEST_ARGS)
+
+test-ray: venv ## ray tier: real local Ray clusters
+	$(BIN)/pytest tests/ray $(PYTEST_ARGS)
+
+test-e2e: venv control-plane ## end-to-end tier: operator + control plane + Ray
+	$(BIN)/pytest tests/e2e $(PYTEST_ARGS)
+
+test: venv control-plane verify ## every tier (unit, cluster, ray, e2e; gpu when NVML is present)
+	$(BIN)/pytest tests $(PYTEST_ARGS)
+
+bench: venv ## scheduler benchmark at the standard sizes
+	$(BIN)/polyculture bench scheduler --standard
+
+simulate: venv ## replay the Philly trace on 600 GPUs (fair vs fifo vs partition), plots in out/sim
+	$(BIN)/polyculture simulate --trace $(TRACE) --gpus 600 --out out/sim
+
+gpu-check: venv ## run the node agent's NVML discovery once and print its JSON
+	$(BIN)/polyculture agent --once --print
+
+demo: venv control-plane ## the embedded demo: control plane, fake GPU nodes, pool, models, operator
+	$(BIN)/polyculture demo
+
+clean: ## remove the venv and local run state (the binary cache stays)
+	rm -rf $(VENV) .polyculture out .pytest_cache .mypy_cache .ruff_cache
