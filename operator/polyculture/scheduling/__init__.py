@@ -1,0 +1,45 @@
+"""The fair-share scheduling core: a pure function from a pool snapshot to decisions.
+
+``schedule(snapshot) -> Decisions`` admits gangs with a placement, preempts (owner reclaim,
+fair share) and says why everything else waits. No kopf, no Kubernetes client, no Ray, no
+clock: ``now`` comes in the snapshot. The policies are described in ``DESIGN.md`` next to this
+file, one module each: ``capacity``, ``entitlement``, ``ordering``, ``placement``,
+``preemption``, ``reasons``, ``usage``; ``cycle`` ties them together.
+"""
+
+from polyculture.scheduling.cycle import FAIR_SHARE, OWNER_RECLAIM, schedule
+from polyculture.scheduling.entitlement import water_fill
+from polyculture.scheduling.snapshot import (
+    Admission,
+    Community,
+    Decisions,
+    GPUClass,
+    Node,
+    Policy,
+    Preemption,
+    Running,
+    Snapshot,
+    Waiting,
+    Workload,
+)
+from polyculture.scheduling.usage import accrue, decay
+
+__all__ = [
+    "FAIR_SHARE",
+    "OWNER_RECLAIM",
+    "Admission",
+    "Community",
+    "Decisions",
+    "GPUClass",
+    "Node",
+    "Policy",
+    "Preemption",
+    "Running",
+    "Snapshot",
+    "Waiting",
+    "Workload",
+    "accrue",
+    "decay",
+    "schedule",
+    "water_fill",
+]

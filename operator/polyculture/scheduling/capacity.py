@@ -1,0 +1,167 @@
+"""Capacity: which GPUs exist and which are free, indexed for O(max GPUs per node) queries.
+
+Design (see ``DESIGN.md``): nodes are grouped by *shape* (GPU class, GPU memory per GPU).
+For each shape the index keeps ``count[f]``, the number of nodes with exactly ``f`` free
+GPUs, and a bucket of those nodes, overall and per owner. Buckets are lists with each node's
+position recorded, so moving a node between buckets is O(1) (swap with the last, pop); the
+node chosen from a bucket is its last one, which is deterministic for a given history of
+moves. Everything is plain ints and lists: this is the scheduler's hot path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """A group of interchangeable nodes: same GPU class and memory per GPU."""
+
+    id: int
+    gpu_class: str
+    memory_mib: int
+    #: normalised units per GPU of this class
+    weight: float
+    #: GPUs of the largest node of this shape (available or not)
+    max_node_gpus: int
+
+
+class FreeIndex:
+    """Free GPUs per node and, per shape, free-block counts and buckets (see module doc).
+
+    Node ids are dense ints ``0..n-1``; ``shape_of[i]`` and ``owner_of[i]`` are ints too. A
+    node that is not available is simply never added (it has no free GPUs).
+    """
+
+    __slots__ = (
+        "buckets",
+        "count",
+        "free",
+        "free_total",
+        "obuckets",
+        "opos",
+        "owner_of",
+        "owners_in_shape",
+        "pos",
+        "shape_of",
+        "version",
+    )
+
+    def __init__(self, shapes: list[Shape], shape_of: list[int], owner_of: list[int]) -> None:
+        n = len(shape_of)
+        self.shape_of = shape_of
+        self.owner_of = owner_of
+        self.free = [0] * n
+        self.pos = [-1] * n
+        self.opos = [-1] * n
+        self.count: list[list[int]] = [[0] * (s.max_node_gpus + 1) for s in shapes]
+        self.buckets: list[list[list[int]]] = [
+            [[] for _ in range(s.max_node_gpus + 1)] for s in shapes
+        ]
+        #: per shape: owner id -> buckets of that owner's nodes
+        self.obuckets: list[dict[int, list[list[int]]]] = [{} for _ in shapes]
+        #: per shape: owner ids in order of first appearance (deterministic)
+        self.owners_in_shape: list[list[int]] = [[] for _ in shapes]
+        self.free_total = [0] * len(shapes)
+        #: bumped on every change, so that memoised failures know when they are stale
+        self.version = 0
+
+    def add(self, node: int, free: int) -> None:
+        """Register an available node with ``free`` GPUs (once per node)."""
+        s = self.shape_of[node]
+        o = self.owner_of[node]
+        ob = self.obuckets[s].get(o)
+        if ob is None:
+            ob = [[] for _ in range(len(self.count[s]))]
+            self.obuckets[s][o] = ob
+            self.owners_in_shape[s].append(o)
+        self.free[node] = free
+        bucket = self.buckets[s][free]
+        self.pos[node] = len(bucket)
+        bucket.append(node)
+        obucket = ob[free]
+        self.opos[node] = len(obucket)
+        obucket.append(node)
+        self.count[s][free] += 1
+        self.free_total[s] += free
+
+    def _move(self, node: int, new: int) -> None:
+        s = self.shape_of[node]
+        old = self.free[node]
+        pos = self.pos
+        bucket = self.buckets[s][old]
+        i = pos[node]
+        last = bucket.pop()
+        if last != node:
+            bucket[i] = last
+            pos[last] = i
+        bucket = self.buckets[s][new]
+        pos[node] = len(bucket)
+        bucket.append(node)
+        opos = self.opos
+        ob = self.obuckets[s][self.owner_of[node]]
+        obucket = ob[old]
+        i = opos[node]
+        last = obucket.pop()
+        if last != node:
+            obucket[i] = last
+            opos[last] = i
+        obucket = ob[new]
+        opos[node] = len(obucket)
+        obucket.append(node)
+        count = self.count[s]
+        count[old] -= 1
+        count[new] += 1
+        self.free_total[s] += new - old
+        self.free[node] = new
+        self.version += 1
+
+    def take(self, node: int, gpus: int) -> None:
+        """Allocate ``gpus`` on ``node``; the caller has checked that they are free."""
+        self._move(node, self.free[node] - gpus)
+
+    def give(self, node: int, gpus: int) -> None:
+        """Free ``gpus`` on ``node`` (a preempted or reclaimed worker)."""
+        self._move(node, self.free[node] + gpus)
+
+    def slots(self, shape: int, gpus_per_worker: int) -> int:
+        """How many workers of ``gpus_per_worker`` GPUs fit in the free blocks of ``shape``."""
+        count = self.count[shape]
+        return sum(count[f] * (f // gpus_per_worker) for f in range(gpus_per_worker, len(count)))
+
+    def largest_block(self, shape: int) -> int:
+        """The most free GPUs on one node of ``shape``."""
+        count = self.count[shape]
+        for f in range(len(count) - 1, 0, -1):
+            if count[f]:
+                return f
+        return 0
+
+    def best_fit(self, shape: int, gpus: int, owners: tuple[int, ...] = ()) -> int:
+        """The node of ``shape`` with the fewest free GPUs that still holds ``gpus``; -1 if none.
+
+        With ``owners``, only those owners' nodes are considered (ties: first owner listed).
+        """
+        if owners:
+            obs = [ob for o in owners if (ob := self.obuckets[shape].get(o)) is not None]
+            for f in range(gpus, len(self.count[shape])):
+                for ob in obs:
+                    if ob[f]:
+                        return ob[f][-1]
+            return -1
+        buckets = self.buckets[shape]
+        count = self.count[shape]
+        for f in range(gpus, len(count)):
+            if count[f]:
+                return buckets[f][-1]
+        return -1
+
+    def owner_best_fit(self, shape: int, owner: int, gpus: int) -> tuple[int, int]:
+        """(smallest free block >= ``gpus`` of ``owner``'s nodes, that node), or (-1, -1)."""
+        ob = self.obuckets[shape].get(owner)
+        if ob is None:
+            return -1, -1
+        for f in range(gpus, len(ob)):
+            if ob[f]:
+                return f, ob[f][-1]
+        return -1, -1

@@ -1,0 +1,340 @@
+"""One scheduling cycle: snapshot in, decisions out.
+
+Design (see ``DESIGN.md``): index capacity (``capacity``), preempt what runs on nodes that
+are no longer available (reclaim), compute entitlements (``entitlement``), then run passes:
+pop workloads in fair-share order (``ordering``), admit what fits (``placement``), else try
+preemption for fair share (``preemption``), else record why it waits (``reasons``). While a
+pass preempted anything, another pass retries the workloads still waiting, because GPUs
+freed beyond what the preemptor used may now fit one of them; the final pass preempts
+nothing, so the result is work-conserving.
+
+Everything in the hot loop is an int, a float or a list indexed by dense ids; objects are
+built only for the decisions themselves.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Callable
+from types import MappingProxyType
+from typing import Any
+
+from polyculture.scheduling import reasons
+from polyculture.scheduling.capacity import FreeIndex, Shape
+from polyculture.scheduling.entitlement import EPSILON, entitlements
+from polyculture.scheduling.ordering import community_key, workload_order
+from polyculture.scheduling.placement import place
+from polyculture.scheduling.preemption import Live, find_victims, victim_order
+from polyculture.scheduling.snapshot import (
+    Admission,
+    Community,
+    Decisions,
+    Preemption,
+    Snapshot,
+    Waiting,
+    Workload,
+)
+
+OWNER_RECLAIM = "OwnerReclaim"
+FAIR_SHARE = "FairShare"
+
+#: a waiting reason, formatted only once the cycle is over: (formatter, its arguments)
+_Why = tuple[Callable[..., reasons.Reason], tuple[Any, ...]]
+
+
+def schedule(snapshot: Snapshot) -> Decisions:
+    """Decide admissions, preemptions and waiting reasons for one pool at ``snapshot.now``.
+
+    Pure and deterministic: the same snapshot gives equal decisions. See ``DESIGN.md`` for
+    the policies and the invariants they keep.
+    """
+    return _Cycle(snapshot).run()
+
+
+class _Cycle:
+    def __init__(self, snapshot: Snapshot) -> None:
+        self.snapshot = snapshot
+        self.policy = policy = snapshot.policy
+        classes = {c.name: c for c in policy.gpu_classes}
+
+        # communities, ranked by name (the last tie-breaker of the order)
+        by_name: dict[str, Community] = {}
+        for community in snapshot.communities:
+            by_name.setdefault(community.name, community)
+        self.communities = [by_name[name] for name in sorted(by_name)]
+        self.cid = {c.name: i for i, c in enumerate(self.communities)}
+
+        # owners get ids in name order, so that ties broken by id follow names
+        owner_names = sorted({n.owner for n in snapshot.nodes})
+        owner_id = {name: i for i, name in enumerate(owner_names)}
+        self.own_owners = [
+            tuple(owner_id[o] for o in c.owners if o in owner_id) for c in self.communities
+        ]
+
+        # nodes and shapes; shape ids in "cheapest first" order
+        nodes = []
+        seen: set[str] = set()
+        for node in snapshot.nodes:
+            if node.name not in seen:
+                seen.add(node.name)
+                nodes.append(node)
+        self.node_names = [n.name for n in nodes]
+        node_id = {name: i for i, name in enumerate(self.node_names)}
+        shape_keys: dict[tuple[str, int], tuple[float, int]] = {}  # key -> (weight, max gpus)
+        node_shape_key: list[tuple[str, int]] = []
+        for node in nodes:
+            cls = classes.get(node.gpu_class)
+            weight = cls.weight if cls is not None else 1.0
+            memory = node.memory_mib or (cls.memory_mib if cls is not None else 0)
+            key = (node.gpu_class, memory)
+            node_shape_key.append(key)
+            _, biggest = shape_keys.get(key, (weight, 0))
+            shape_keys[key] = (weight, max(biggest, node.gpus, 0))
+        ordered = sorted(shape_keys, key=lambda k: (shape_keys[k][0], k[1], k[0]))
+        self.shapes = [
+            Shape(i, k[0], k[1], shape_keys[k][0], shape_keys[k][1]) for i, k in enumerate(ordered)
+        ]
+        shape_id = {k: i for i, k in enumerate(ordered)}
+        shape_of = [shape_id[k] for k in node_shape_key]
+        self.index = index = FreeIndex(self.shapes, shape_of, [owner_id[n.owner] for n in nodes])
+        weight_of = [self.shapes[s].weight for s in shape_of]
+
+        # running workloads: reclaim those touching unavailable nodes, count the rest
+        n_communities = len(self.communities)
+        self.alloc = [0.0] * n_communities
+        used = [0] * len(nodes)
+        self.preemptions: list[Preemption] = []
+        self.live: list[Live] = []
+        for r in snapshot.running:
+            ids: list[int] = []
+            for name in r.placement:
+                i = node_id.get(name, -1)
+                if i < 0 or not nodes[i].available:
+                    self.preemptions.append(Preemption(r, OWNER_RECLAIM))
+                    break
+                ids.append(i)
+            else:
+                g = r.workload.gpus_per_worker
+                for i in ids:
+                    used[i] += g
+                units = g * sum(weight_of[i] for i in ids)
+                c = self.cid.get(r.workload.community, -1)
+                if c >= 0:
+                    self.alloc[c] += units
+                self.live.append(Live(r, c, ids, g, units))
+
+        # the free-block index and the static capacity (per shape: node sizes)
+        capacity = 0.0
+        self.node_sizes: list[dict[int, int]] = [{} for _ in self.shapes]
+        for i, node in enumerate(nodes):
+            if node.available and node.gpus > 0:
+                index.add(i, max(0, node.gpus - used[i]))
+                capacity += node.gpus * weight_of[i]
+                sizes = self.node_sizes[shape_of[i]]
+                sizes[node.gpus] = sizes.get(node.gpus, 0) + 1
+        self.capacity = capacity
+        self._fit_cache: dict[tuple[str | None, int, int, int], tuple[list[int], _Why | None]] = {}
+
+        # victims per shape, in victim order, past their minimum runtime
+        self.candidates: list[list[Live]] = [[] for _ in self.shapes]
+        if policy.preemption:
+            for live in self.live:
+                if live.community < 0:
+                    continue
+                if snapshot.now - live.running.started < policy.min_runtime_s:
+                    continue
+                for s in sorted({shape_of[i] for i in live.nodes}):
+                    self.candidates[s].append(live)
+            for cands in self.candidates:
+                cands.sort(key=victim_order)
+
+        # queues and demand
+        self.queues: list[list[Workload]] = [[] for _ in self.communities]
+        self.unknown: list[Workload] = []
+        demand = dict.fromkeys(by_name, 0.0)
+        for c, community in enumerate(self.communities):
+            demand[community.name] = self.alloc[c]
+        for w in snapshot.pending:
+            c = self.cid.get(w.community, -1)
+            if c < 0:
+                self.unknown.append(w)
+                continue
+            self.queues[c].append(w)
+            fitting, _ = self._fit(w)
+            if fitting:
+                demand[w.community] += w.gpus * self.shapes[fitting[0]].weight
+        for q in self.queues:
+            q.sort(key=workload_order)
+        ent = entitlements(self.communities, demand, capacity, policy)
+        self.entitled = [ent[c.name] for c in self.communities]
+        self.caps = [
+            math.inf if c.max_gpus is None else float(c.max_gpus) for c in self.communities
+        ]
+        self.guaranteed = [float(c.guaranteed_gpus) for c in self.communities]
+
+        self.admissions: list[Admission] = []
+        self.preempted_in_pass = False
+        #: (shape, GPUs per worker) -> (index version, fewest workers that failed to preempt)
+        self._memo: dict[tuple[int, int], tuple[int, int]] = {}
+
+    def _fit(self, w: Workload) -> tuple[list[int], _Why | None]:
+        """Shapes that could hold ``w`` in an empty pool (cheapest first), or why none can."""
+        key = (w.gpu_class, w.min_gpu_memory_mib, w.workers, w.gpus_per_worker)
+        cached = self._fit_cache.get(key)
+        if cached is not None:
+            return cached
+        eligible = [
+            s.id
+            for s in self.shapes
+            if (w.gpu_class is None or s.gpu_class == w.gpu_class)
+            and s.memory_mib >= w.min_gpu_memory_mib
+            and self.node_sizes[s.id]
+        ]
+        g = w.gpus_per_worker
+        why: _Why | None = None
+        fitting = [
+            s
+            for s in eligible
+            if g > 0 and sum(k * (size // g) for size, k in self.node_sizes[s].items()) >= w.workers
+        ]
+        if not eligible:
+            why = (reasons.no_matching_gpus, ())
+        elif not fitting:
+            largest = max(eligible, key=lambda s: max(self.node_sizes[s]))
+            why = (
+                reasons.gang_too_large,
+                (self.shapes[largest].gpu_class, max(self.node_sizes[largest])),
+            )
+        self._fit_cache[key] = (fitting, why)
+        return fitting, why
+
+    def run(self) -> Decisions:
+        queues = self.queues
+        waiting: list[tuple[Workload, _Why]] = []
+        while True:
+            self.preempted_in_pass = False
+            waiting = []
+            next_queues: list[list[Workload]] = [[] for _ in queues]
+            usage = [c.usage_gpu_seconds for c in self.communities]
+            heap = [
+                community_key(self.alloc[c], self.entitled[c], usage[c], q[0], c)
+                for c, q in enumerate(queues)
+                if q
+            ]
+            heapq.heapify(heap)
+            at = [0] * len(queues)
+            alloc, entitled = self.alloc, self.entitled
+            while heap:
+                c = heapq.heappop(heap)[4]
+                q = queues[c]
+                w = q[at[c]]
+                at[c] += 1
+                why = self._attempt(w, c)
+                if why is not None:
+                    waiting.append((w, why))
+                    next_queues[c].append(w)
+                if at[c] < len(q):
+                    heapq.heappush(
+                        heap, community_key(alloc[c], entitled[c], usage[c], q[at[c]], c)
+                    )
+            if not self.preempted_in_pass:
+                break
+            queues = next_queues
+        return self._decisions(waiting)
+
+    def _attempt(self, w: Workload, c: int) -> _Why | None:
+        """Admit ``w`` (returns None) or return why it waits."""
+        fitting, why = self._fit(w)
+        if why is not None:
+            return (why[0], (w, *why[1]))
+        index, shapes = self.index, self.shapes
+        n, g = w.workers, w.gpus_per_worker
+        need = n * g
+        allocated = self.alloc[c]
+        cheapest = need * shapes[fitting[0]].weight
+        cap = self.caps[c]
+        if allocated + cheapest > cap + EPSILON:
+            return (reasons.over_cap, (allocated, cap, cheapest))
+        free_total = index.free_total
+        for s in fitting:
+            if free_total[s] >= need and index.slots(s, g) >= n:
+                units = need * shapes[s].weight
+                if allocated + units <= cap + EPSILON:
+                    self._admit(w, c, s, units)
+                    return None
+        if self.policy.preemption and self._preempt_for(w, c, fitting):
+            return None
+        for s in fitting:
+            if free_total[s] >= need:
+                cls = shapes[s].gpu_class
+                return (reasons.fragmented, (w, cls, index.largest_block(s)))
+        if allocated + cheapest > self.entitled[c] + EPSILON:
+            return (reasons.over_share, (allocated, self.entitled[c], cheapest))
+        s = fitting[0]
+        return (
+            reasons.pool_exhausted,
+            (w, shapes[s].gpu_class, free_total[s], self.policy.preemption),
+        )
+
+    def _preempt_for(self, w: Workload, c: int, fitting: list[int]) -> bool:
+        n, g = w.workers, w.gpus_per_worker
+        allocated, entitled = self.alloc[c], self.entitled[c]
+        for s in fitting:
+            units = n * g * self.shapes[s].weight
+            if allocated + units > entitled + EPSILON or not self.candidates[s]:
+                continue
+            memo = self._memo.get((s, g))
+            if memo is not None and memo[0] == self.index.version and memo[1] <= n:
+                continue
+            victims = find_victims(
+                self.index,
+                s,
+                n,
+                g,
+                preemptor=c,
+                candidates=self.candidates[s],
+                alloc=self.alloc,
+                entitled=self.entitled,
+                guaranteed=self.guaranteed,
+            )
+            if victims is None:
+                self._memo[(s, g)] = (self.index.version, n)
+                continue
+            for live in victims:
+                live.preempted = True
+                self.preemptions.append(Preemption(live.running, FAIR_SHARE))
+            self.preempted_in_pass = True
+            self._admit(w, c, s, units)
+            return True
+        return False
+
+    def _admit(self, w: Workload, c: int, s: int, units: float) -> None:
+        nodes = place(
+            self.index,
+            s,
+            w.workers,
+            w.gpus_per_worker,
+            own_owners=self.own_owners[c],
+            serving=w.serving,
+        )
+        names = self.node_names
+        self.admissions.append(Admission(w, tuple(names[i] for i in nodes)))
+        self.alloc[c] += units
+
+    def _decisions(self, waiting: list[tuple[Workload, _Why]]) -> Decisions:
+        out: list[Waiting] = []
+        for w, (formatter, args) in waiting:
+            code, message = formatter(*args)
+            out.append(Waiting(w, code, message))
+        for w in self.unknown:
+            code, message = reasons.unknown_community(w)
+            out.append(Waiting(w, code, message))
+        names = [c.name for c in self.communities]
+        return Decisions(
+            admissions=tuple(self.admissions),
+            preemptions=tuple(self.preemptions),
+            waiting=tuple(out),
+            entitlements=MappingProxyType(dict(zip(names, self.entitled, strict=True))),
+            allocated=MappingProxyType(dict(zip(names, self.alloc, strict=True))),
+        )

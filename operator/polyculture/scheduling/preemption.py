@@ -1,0 +1,129 @@
+"""Preemption for fair share: free GPUs for a community below its entitlement.
+
+Design (see ``DESIGN.md``): only for a preemptor that stays within its entitlement once
+admitted (the caller checks). A candidate victim is a running workload of the snapshot on the
+shape being tried that ran at least the minimum runtime (filtered by the caller); it may be
+taken only while its community stays at or above its entitlement without it, and a serving
+workload only while its community stays at or above its guarantee. Candidates are taken in
+order (lowest priority, then most recently started) until the gang fits; then victims that
+are not needed are put back, newest taken first. If the greedy pass failed because a
+community's surplus ran out, each candidate is tried alone. The victim community never ends
+below its entitlement and the preemptor never ends above its own, so the victim has no
+claim to preempt back: no cycles.
+"""
+
+from __future__ import annotations
+
+from polyculture.scheduling.capacity import FreeIndex
+from polyculture.scheduling.entitlement import EPSILON
+from polyculture.scheduling.snapshot import Running
+
+
+class Live:
+    """A running workload of the snapshot, as the cycle tracks it (mutable, numbers only)."""
+
+    __slots__ = ("community", "gpus", "nodes", "preempted", "running", "serving", "units")
+
+    def __init__(
+        self,
+        running: Running,
+        community: int,
+        nodes: list[int],
+        gpus: int,
+        units: float,
+    ) -> None:
+        self.running = running
+        #: community id, -1 for a community the pool does not know (never a victim)
+        self.community = community
+        self.nodes = nodes
+        #: GPUs per worker
+        self.gpus = gpus
+        #: normalised units it holds
+        self.units = units
+        self.serving = running.workload.serving
+        self.preempted = False
+
+
+def victim_order(live: Live) -> tuple[int, float, str]:
+    """Lowest priority first, then most recently started, then key."""
+    r = live.running
+    return (r.workload.priority, -r.started, r.workload.key)
+
+
+def _givable(live: Live, alloc: list[float], entitled: list[float], floor: list[float]) -> bool:
+    c = live.community
+    left = alloc[c] - live.units
+    if left < entitled[c] - EPSILON:
+        return False
+    return not (live.serving and left < floor[c] - EPSILON)
+
+
+def _remove(index: FreeIndex, live: Live, alloc: list[float]) -> None:
+    for node in live.nodes:
+        index.give(node, live.gpus)
+    alloc[live.community] -= live.units
+
+
+def _restore(index: FreeIndex, live: Live, alloc: list[float]) -> None:
+    for node in live.nodes:
+        index.take(node, live.gpus)
+    alloc[live.community] += live.units
+
+
+def find_victims(
+    index: FreeIndex,
+    shape: int,
+    workers: int,
+    gpus_per_worker: int,
+    *,
+    preemptor: int,
+    candidates: list[Live],
+    alloc: list[float],
+    entitled: list[float],
+    guaranteed: list[float],
+) -> list[Live] | None:
+    """Victims whose removal lets the gang fit on ``shape``, or None.
+
+    On success the victims' GPUs are already freed in ``index`` and their units taken off
+    ``alloc`` (the caller marks them preempted); on failure both are as they were.
+    ``candidates`` are in :func:`victim_order` and already filtered by minimum runtime.
+    """
+    taken: list[Live] = []
+    starved = False  # a candidate was skipped because its community had no surplus left
+    fits = False
+    for live in candidates:
+        if live.preempted or live.community == preemptor or live.community < 0:
+            continue
+        if not _givable(live, alloc, entitled, guaranteed):
+            starved = True
+            continue
+        _remove(index, live, alloc)
+        taken.append(live)
+        if index.slots(shape, gpus_per_worker) >= workers:
+            fits = True
+            break
+    if fits:
+        # put back every victim that is not needed, newest taken first
+        needed: list[Live] = []
+        for live in reversed(taken):
+            _restore(index, live, alloc)
+            if index.slots(shape, gpus_per_worker) >= workers:
+                continue
+            _remove(index, live, alloc)
+            needed.append(live)
+        needed.reverse()
+        return needed
+    for live in reversed(taken):
+        _restore(index, live, alloc)
+    if not starved:
+        return None
+    for live in candidates:
+        if live.preempted or live.community == preemptor or live.community < 0:
+            continue
+        if not _givable(live, alloc, entitled, guaranteed):
+            continue
+        _remove(index, live, alloc)
+        if index.slots(shape, gpus_per_worker) >= workers:
+            return [live]
+        _restore(index, live, alloc)
+    return None
