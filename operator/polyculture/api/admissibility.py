@@ -1,0 +1,171 @@
+"""What only the operator can judge about a CommunityModel: its pool, its community, its size.
+
+The API server checks each object alone; whether a model fits the pool it names needs the
+pool. ``judge`` returns the problems that make a model *Invalid*: the handler sets phase
+``Invalid`` with a condition and an Event per problem, and touches nothing else. An empty
+list means the model may be queued. The function is pure: the caller passes the pools.
+
+Reasons:
+
+- ``PoolNotFound``: ``spec.pool`` names no ComputePool.
+- ``CommunityNotAdmitted``: the model's community is not in the pool's ``communities``.
+- ``NeverFits``: a worker or replica needs more GPUs than any one node of an eligible class
+  has, the gang needs more GPUs of one class than the pool has, the gang exceeds the
+  community's ``maxGPUs``, or no GPU class of the pool is eligible (unknown ``gpuClass`` or
+  ``minGPUMemory`` above every class). Checks that need node facts are made only once the
+  pool's status reports its nodes (``largestNodeGPUs``), so a pool still being discovered
+  never invalidates models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from polyculture.api.community_model import CommunityModel, Serving, Training
+from polyculture.api.compute_pool import ComputePool, GPUClass
+from polyculture.api.units import parse_quantity
+
+POOL_NOT_FOUND = "PoolNotFound"
+COMMUNITY_NOT_ADMITTED = "CommunityNotAdmitted"
+NEVER_FITS = "NeverFits"
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One reason the model can never run as written; ``field`` is a path like ``spec.pool``."""
+
+    reason: str
+    message: str
+    field: str
+
+
+def community_of(model: CommunityModel, namespace: str) -> str:
+    """The community a model is accounted to: ``spec.community``, else its namespace."""
+    return model.spec.community or namespace
+
+
+def _eligible(
+    stage: Training | Serving, classes: list[GPUClass], field: str
+) -> tuple[list[str] | None, Problem | None]:
+    """Names of the pool's classes the stage may use (None: any), or why there are none."""
+    if not classes:
+        return None, None  # the pool declares no classes: every GPU counts the same
+    if stage.gpu_class is not None:
+        if any(c.name == stage.gpu_class for c in classes):
+            return [stage.gpu_class], None
+        known = ", ".join(c.name for c in classes)
+        return [], Problem(
+            NEVER_FITS,
+            f"gpuClass {stage.gpu_class} is not a GPU class of the pool (it has {known})",
+            f"{field}.gpuClass",
+        )
+    if stage.min_gpu_memory is not None:
+        need = parse_quantity(stage.min_gpu_memory)
+        names = [c.name for c in classes if parse_quantity(c.memory) >= need]
+        if not names:
+            most = max(classes, key=lambda c: parse_quantity(c.memory))
+            return [], Problem(
+                NEVER_FITS,
+                f"minGPUMemory {stage.min_gpu_memory} exceeds every GPU class of the pool "
+                f"(the largest is {most.name} with {most.memory})",
+                f"{field}.minGPUMemory",
+            )
+        return names, None
+    return None, None
+
+
+def _stage_problems(
+    stage: Training | Serving, field: str, pool: ComputePool, community: str
+) -> list[Problem]:
+    if isinstance(stage, Training):
+        per_node, total, what = stage.gpus_per_worker, stage.gpus, "worker"
+        per_node_field = f"{field}.gpusPerWorker"
+    else:
+        # serving needs at least one replica (or minReplicas of them) running at once
+        per_node, what = stage.gpus_per_replica, "replica"
+        total = max(1, stage.min_replicas) * stage.gpus_per_replica
+        per_node_field = f"{field}.gpusPerReplica"
+    names, problem = _eligible(stage, pool.spec.fair_share.gpu_classes, field)
+    if problem is not None:
+        return [problem]
+    problems: list[Problem] = []
+    weights = {c.name: c.weight for c in pool.spec.fair_share.gpu_classes}
+    cap = next((c.max_gpus for c in pool.spec.communities if c.name == community), None)
+    if cap is not None:
+        # the cheapest eligible class makes the smallest demand in normalised units
+        units = [weights[n] for n in names] if names is not None else list(weights.values())
+        demand = total * min(units, default=1.0)
+        if demand > cap:
+            problems.append(
+                Problem(
+                    NEVER_FITS,
+                    f"needs {total} GPUs ({demand:g} units) at once but community "
+                    f"{community} may use at most {cap} units of pool {pool.metadata.name}",
+                    field,
+                )
+            )
+    status = pool.status
+    if status is None or not status.largest_node_gpus:
+        return problems
+    largest = {
+        name: gpus
+        for name, gpus in status.largest_node_gpus.items()
+        if names is None or name in names
+    }
+    best = max(largest.values(), default=0)
+    if per_node > best:
+        where = f"class {', '.join(names)}" if names else "any class"
+        problems.append(
+            Problem(
+                NEVER_FITS,
+                f"each {what} needs {per_node} GPUs on one node but the largest node of "
+                f"{where} in pool {pool.metadata.name} has {best}",
+                per_node_field,
+            )
+        )
+    elif isinstance(stage, Training):
+        by_class = {c.gpu_class: c.gpus for c in status.capacity}
+        fitting = [n for n in largest if largest[n] >= per_node]
+        room = max((by_class.get(n, 0) for n in fitting), default=0)
+        if by_class and total > room:
+            problems.append(
+                Problem(
+                    NEVER_FITS,
+                    f"the gang needs {total} GPUs of one class at once but pool "
+                    f"{pool.metadata.name} has at most {room} usable ones",
+                    f"{field}.workers",
+                )
+            )
+    return problems
+
+
+def judge(model: CommunityModel, namespace: str, pools: Mapping[str, ComputePool]) -> list[Problem]:
+    """Every reason why ``model`` (in ``namespace``) can never be admitted; ``[]`` if none."""
+    pool = pools.get(model.spec.pool)
+    if pool is None:
+        return [
+            Problem(
+                POOL_NOT_FOUND,
+                f"ComputePool {model.spec.pool} does not exist",
+                "spec.pool",
+            )
+        ]
+    community = community_of(model, namespace)
+    if all(c.name != community for c in pool.spec.communities):
+        admitted = ", ".join(c.name for c in pool.spec.communities)
+        field = "spec.community" if model.spec.community else "metadata.namespace"
+        return [
+            Problem(
+                COMMUNITY_NOT_ADMITTED,
+                f"community {community} is not admitted by pool {pool.metadata.name} "
+                f"(admitted: {admitted})",
+                field,
+            )
+        ]
+    problems: list[Problem] = []
+    if model.spec.training is not None:
+        problems += _stage_problems(model.spec.training, "spec.training", pool, community)
+    if model.spec.serving is not None:
+        problems += _stage_problems(model.spec.serving, "spec.serving", pool, community)
+    return problems

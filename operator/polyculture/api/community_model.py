@@ -1,0 +1,330 @@
+"""``CommunityModel`` (namespaced, short name ``cmodel``): one model of one community.
+
+A model trains, serves, or trains then serves. The community is the namespace unless
+``spec.community`` names another one (it must be admitted by the pool either way).
+
+Status layout (written only by the operator)::
+
+    status:
+      observedGeneration: 2
+      phase: Queued               # Pending Queued Admitted Training Trained Serving
+                                  # Preempted Failed Invalid
+      community: lang-yoruba      # the community the model is accounted to
+      requestedGPUs: 8            # GPUs of the current stage (workers x GPUs per worker)
+      queuePosition: 3            # 1 = next; only while Queued
+      waiting: {reason: InsufficientQuota, message: "...", since: ...}
+      admission: {gpus: 8, gpuClass: H100, admittedAt: ...,
+                  placement: [{owner: lab-a, node: gpu-3, gpus: 8}]}
+      rayJobId: raysubmit_abc     # the current training job
+      attempts: 1                 # failed attempts so far (preemption does not count)
+      endpoint: http://.../yoruba # once Serving
+      gpuSecondsUsed: 1234.5
+      summary: "..."              # derived: the WAITING-FOR/ENDPOINT printer column
+      conditions: [...]
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
+
+from polyculture.api.meta import (
+    Condition,
+    ConditionStatus,
+    ObjectMeta,
+    SpecModel,
+    StatusModel,
+    conditions_field,
+)
+from polyculture.api.units import URI, DNSLabel, Duration, GPUClassName, Quantity, Sha256
+
+KIND = "CommunityModel"
+PLURAL = "communitymodels"
+
+#: Phases in which the model holds GPUs: its pool and gang shape are then frozen.
+HOLDING_PHASES = ("Admitted", "Training", "Serving")
+
+
+class Phase(StrEnum):
+    PENDING = "Pending"
+    QUEUED = "Queued"
+    ADMITTED = "Admitted"
+    TRAINING = "Training"
+    TRAINED = "Trained"
+    SERVING = "Serving"
+    PREEMPTED = "Preempted"
+    FAILED = "Failed"
+    INVALID = "Invalid"
+
+
+class Artifact(SpecModel):
+    """A base model or data set: where it is, its exact content, and its licence."""
+
+    name: str | None = Field(default=None, max_length=253, description="A readable name.")
+    uri: URI = Field(description="Where it is, e.g. hf://org/model or s3://bucket/data.")
+    sha256: Sha256 = Field(description="SHA-256 of the content, 64 lowercase hex digits.")
+    license: str = Field(
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9][-A-Za-z0-9.+() ]*$",
+        description="SPDX licence identifier or expression, e.g. Apache-2.0, CC-BY-4.0.",
+    )
+
+
+class Provenance(SpecModel):
+    """Where the model comes from: its base model and its data sets."""
+
+    base_model: Artifact | None = Field(default=None, alias="baseModel")
+    datasets: list[Artifact] = Field(default_factory=list, max_length=64)
+
+
+class RuntimeEnv(SpecModel):
+    """The Ray runtime environment of the job or deployment (a typed subset of Ray's)."""
+
+    working_dir: str | None = Field(
+        default=None,
+        alias="workingDir",
+        min_length=1,
+        max_length=1024,
+        description="Directory or URI uploaded as the working directory.",
+    )
+    pip: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(
+        default_factory=list, max_length=64, description="pip requirements to install."
+    )
+    env_vars: dict[str, Annotated[str, Field(max_length=4096)]] = Field(
+        default_factory=dict, alias="envVars", max_length=64, description="Environment variables."
+    )
+
+
+_ONE_GPU_KIND_RULE: dict[str, JsonValue] = {
+    "rule": "!(has(self.gpuClass) && has(self.minGPUMemory))",
+    "message": "set gpuClass or minGPUMemory, not both",
+    "fieldPath": ".minGPUMemory",
+    "reason": "FieldValueForbidden",
+}
+
+
+class Training(SpecModel):
+    """A training job: a gang of ``workers`` x ``gpusPerWorker`` GPUs, placed all or nothing."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [_ONE_GPU_KIND_RULE]})
+
+    entrypoint: str = Field(
+        min_length=1, max_length=4096, description="Shell command of the Ray job: python train.py"
+    )
+    runtime_env: RuntimeEnv | None = Field(default=None, alias="runtimeEnv")
+    workers: int = Field(default=1, ge=1, le=1024, description="Ray workers in the gang.")
+    gpus_per_worker: int = Field(
+        default=1, ge=1, le=64, alias="gpusPerWorker", description="GPUs of each worker (one node)."
+    )
+    gpu_class: GPUClassName | None = Field(
+        default=None, alias="gpuClass", description="Only GPUs of this class of the pool."
+    )
+    min_gpu_memory: Quantity | None = Field(
+        default=None, alias="minGPUMemory", description="Only GPUs with at least this memory."
+    )
+    priority: int = Field(
+        default=0, ge=-1000, le=1000, description="Higher first within the community."
+    )
+    max_runtime: Duration | None = Field(
+        default=None, alias="maxRuntime", description="Fail the job after this long (e.g. 24h)."
+    )
+    checkpoint_uri: URI | None = Field(
+        default=None,
+        alias="checkpointURI",
+        description="Where the job saves checkpoints; a restarted job resumes from there.",
+    )
+    max_attempts: int = Field(
+        default=3,
+        ge=1,
+        le=100,
+        alias="maxAttempts",
+        description="Attempts before phase Failed; preemption and owner reclaim do not count.",
+    )
+
+    @property
+    def gpus(self) -> int:
+        return self.workers * self.gpus_per_worker
+
+
+class Serving(SpecModel):
+    """A Ray Serve deployment: ``minReplicas``..``maxReplicas`` replicas of ``gpusPerReplica``."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.minReplicas <= self.maxReplicas",
+                    "message": "minReplicas must be less than or equal to maxReplicas",
+                    "fieldPath": ".minReplicas",
+                    "reason": "FieldValueInvalid",
+                },
+                _ONE_GPU_KIND_RULE,
+            ]
+        }
+    )
+
+    import_path: str = Field(
+        alias="importPath",
+        min_length=3,
+        max_length=512,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_.]*$",
+        description="module:attribute of the Serve application, e.g. serve_app:app.",
+    )
+    runtime_env: RuntimeEnv | None = Field(default=None, alias="runtimeEnv")
+    min_replicas: int = Field(default=1, ge=0, le=100, alias="minReplicas")
+    max_replicas: int = Field(default=1, ge=1, le=100, alias="maxReplicas")
+    gpus_per_replica: int = Field(default=1, ge=1, le=64, alias="gpusPerReplica")
+    gpu_class: GPUClassName | None = Field(default=None, alias="gpuClass")
+    min_gpu_memory: Quantity | None = Field(default=None, alias="minGPUMemory")
+    route_prefix: str | None = Field(
+        default=None,
+        alias="routePrefix",
+        max_length=256,
+        pattern=r"^/([A-Za-z0-9._~-]+(/[A-Za-z0-9._~-]+)*)?$",
+        description="HTTP route, e.g. /yoruba-chat; /<namespace>/<name> when omitted.",
+    )
+
+
+class CommunityModelSpec(SpecModel):
+    """The desired model: which pool, whose, where it comes from, how it trains and serves."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.training) || has(self.serving)",
+                    "message": "a model must set training, serving or both",
+                    "reason": "FieldValueRequired",
+                },
+                {
+                    "rule": "has(self.community) == has(oldSelf.community) && "
+                    "(!has(self.community) || self.community == oldSelf.community)",
+                    "message": "community is immutable: usage is accounted to it; create a new "
+                    "model instead",
+                    "fieldPath": ".community",
+                    "reason": "FieldValueForbidden",
+                },
+            ]
+        }
+    )
+
+    pool: DNSLabel = Field(description="Name of the ComputePool that runs this model.")
+    community: DNSLabel | None = Field(
+        default=None, description="Community accounted for the model; the namespace if omitted."
+    )
+    provenance: Provenance | None = None
+    training: Training | None = None
+    serving: Serving | None = None
+
+
+class Waiting(StatusModel):
+    reason: str = Field(max_length=128, description="CamelCase reason, e.g. InsufficientQuota.")
+    message: str = Field(default="", max_length=4096)
+    since: datetime | None = None
+
+
+class Placement(StatusModel):
+    owner: str = Field(max_length=63)
+    node: str = Field(max_length=253)
+    gpus: int = Field(ge=0)
+
+
+class Admission(StatusModel):
+    gpus: int = Field(ge=0, description="GPUs held.")
+    gpu_class: str | None = Field(default=None, alias="gpuClass", max_length=63)
+    admitted_at: datetime | None = Field(default=None, alias="admittedAt")
+    placement: list[Placement] = Field(default_factory=list, max_length=1024)
+
+
+class CommunityModelStatus(StatusModel):
+    """Where the model stands; ``summary`` is derived on every parse (see ``_summarise``)."""
+
+    observed_generation: int | None = Field(default=None, alias="observedGeneration")
+    phase: Phase | None = None
+    community: str | None = Field(default=None, max_length=63)
+    requested_gpus: int | None = Field(default=None, ge=0, alias="requestedGPUs")
+    queue_position: int | None = Field(default=None, ge=1, alias="queuePosition")
+    waiting: Waiting | None = None
+    admission: Admission | None = None
+    ray_job_id: str | None = Field(default=None, alias="rayJobId", max_length=253)
+    attempts: int = Field(default=0, ge=0)
+    endpoint: str | None = Field(default=None, max_length=2048)
+    gpu_seconds_used: float = Field(default=0.0, ge=0, alias="gpuSecondsUsed")
+    summary: str = Field(
+        default="",
+        max_length=4096,
+        description="What it waits for, the endpoint when serving, or why it is Invalid/Failed.",
+    )
+    conditions: list[Condition] = conditions_field("Conditions of the model.")
+
+    @model_validator(mode="after")
+    def _summarise(self) -> CommunityModelStatus:
+        """Keep ``summary`` (one printer column) consistent with the fields it shows.
+
+        Serving -> the endpoint; waiting -> its message (or reason); Invalid or Failed -> the
+        message of the last False condition; otherwise empty.
+        """
+        summary = ""
+        if self.phase is Phase.SERVING and self.endpoint:
+            summary = self.endpoint
+        elif self.waiting is not None:
+            summary = self.waiting.message or self.waiting.reason
+        elif self.phase in (Phase.INVALID, Phase.FAILED):
+            failed = [c for c in self.conditions if c.status is ConditionStatus.FALSE]
+            summary = failed[-1].message if failed else ""
+        self.summary = summary[:4096]
+        return self
+
+
+class CommunityModel(BaseModel):
+    """A whole ``CommunityModel`` object as read from the API server."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+
+    api_version: Literal["polyculture.dev/v1alpha1"] = Field(
+        default="polyculture.dev/v1alpha1", alias="apiVersion"
+    )
+    kind: Literal["CommunityModel"] = "CommunityModel"
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: CommunityModelSpec
+    status: CommunityModelStatus | None = None
+
+
+_HOLDING = "has(oldSelf.status) && has(oldSelf.status.phase) && oldSelf.status.phase in " + str(
+    list(HOLDING_PHASES)
+)
+_FROZEN_WHILE_HOLDING = (
+    "cannot change while the model holds GPUs (phase Admitted, Training or Serving)"
+)
+
+#: Rules on the whole object (the CRD's root schema): they see the status, so they can freeze
+#: fields only once the operator has admitted the model.
+ROOT_VALIDATIONS = [
+    {
+        "rule": f"!({_HOLDING}) || self.spec.pool == oldSelf.spec.pool",
+        "message": f"spec.pool {_FROZEN_WHILE_HOLDING}; delete and re-create the model to move it",
+        "fieldPath": ".spec.pool",
+        "reason": "FieldValueForbidden",
+    },
+    {
+        "rule": f"!({_HOLDING}) || (has(self.spec.training) == has(oldSelf.spec.training) && "
+        "(!has(self.spec.training) || (self.spec.training.workers == "
+        "oldSelf.spec.training.workers && self.spec.training.gpusPerWorker == "
+        "oldSelf.spec.training.gpusPerWorker)))",
+        "message": f"spec.training gang shape (workers, gpusPerWorker) {_FROZEN_WHILE_HOLDING}",
+        "fieldPath": ".spec.training",
+        "reason": "FieldValueForbidden",
+    },
+    {
+        "rule": f"!({_HOLDING}) || (has(self.spec.serving) == has(oldSelf.spec.serving) && "
+        "(!has(self.spec.serving) || self.spec.serving.gpusPerReplica == "
+        "oldSelf.spec.serving.gpusPerReplica))",
+        "message": f"spec.serving.gpusPerReplica {_FROZEN_WHILE_HOLDING}",
+        "fieldPath": ".spec.serving",
+        "reason": "FieldValueForbidden",
+    },
+]

@@ -1,0 +1,374 @@
+"""``ComputePool`` (cluster-scoped, short name ``pool``): the hardware and the rules of a pool.
+
+Units: ``guaranteedGPUs`` and ``maxGPUs`` of communities are in *normalised GPU units*: a GPU
+of class C counts ``gpuClasses[C].weight`` units (an H100 at 1.0 and an L4 at 0.25 are not
+"one GPU" each). A member's ``maxGPUs``/``reservedGPUs`` count physical GPUs of its nodes.
+
+Status layout (written only by the operator)::
+
+    status:
+      observedGeneration: 3
+      totalGPUs: 40              # healthy GPUs lendable now, all classes
+      totalUnits: 27.5           # the same in normalised units
+      allocatedGPUs: 16
+      ownerCount: 3              # members, for `kubectl get pool`
+      communityCount: 4
+      capacity: [{gpuClass: H100, gpus: 16, units: 16.0}, ...]
+      largestNodeGPUs: {H100: 8, A100: 8, L4: 4}
+      members: [{owner, nodes, gpusByClass, healthyGPUs, availableGPUs, lending,
+                 gpuSecondsProvided}, ...]
+      communities: [{name, entitledUnits, allocatedGPUs, allocatedUnits, pendingGPUs,
+                     gpuSecondsConsumed}, ...]
+      conditions: [{type: Ready, ...}]
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from polyculture.api.meta import (
+    Condition,
+    ObjectMeta,
+    SpecModel,
+    StatusModel,
+    conditions_field,
+)
+from polyculture.api.units import DNS_LABEL_PATTERN, DNSLabel, Duration, GPUClassName, Quantity
+from polyculture.api.windows import LendingWindow
+
+KIND = "ComputePool"
+PLURAL = "computepools"
+MAX_MEMBERS = 64
+MAX_COMMUNITIES = 64
+MAX_CREDITS = 32
+
+LabelValue = Annotated[str, Field(max_length=63)]
+
+
+class Member(SpecModel):
+    """An owner contributing nodes: which nodes, how much it lends, when, and to whose credit."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.maxGPUs) || self.reservedGPUs <= self.maxGPUs",
+                    "message": "reservedGPUs must be less than or equal to maxGPUs",
+                    "fieldPath": ".reservedGPUs",
+                    "reason": "FieldValueInvalid",
+                },
+                {
+                    "rule": "self.reservedGPUs == 0 || "
+                    "(has(self.credits) && size(self.credits) > 0)",
+                    "message": "reservedGPUs needs credits: name the communities the reserve is "
+                    "kept for",
+                    "fieldPath": ".credits",
+                    "reason": "FieldValueRequired",
+                },
+            ]
+        }
+    )
+
+    owner: DNSLabel = Field(description="The owner's name (DNS-1123 label), unique in the pool.")
+    node_selector: dict[str, LabelValue] = Field(
+        alias="nodeSelector",
+        min_length=1,
+        max_length=16,
+        description="Labels selecting this owner's nodes (all must match); at least one.",
+    )
+    max_gpus: int | None = Field(
+        default=None,
+        alias="maxGPUs",
+        ge=0,
+        le=100_000,
+        description="Most GPUs of these nodes the pool may use at once; all when omitted.",
+    )
+    reserved_gpus: int = Field(
+        default=0,
+        alias="reservedGPUs",
+        ge=0,
+        le=100_000,
+        description="GPUs kept for the credited communities only: never lent to others.",
+    )
+    windows: list[LendingWindow] = Field(
+        default_factory=list,
+        max_length=16,
+        description="When the nodes are lent; always when empty. A window closing drains them.",
+    )
+    reclaim: bool = Field(
+        default=False,
+        description="true takes the nodes back now: workloads drain within the grace period.",
+    )
+    credits: list[DNSLabel] = Field(
+        default_factory=list,
+        max_length=MAX_CREDITS,
+        description="Communities credited with this contribution (they use it first).",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+
+
+class Community(SpecModel):
+    """A community admitted to the pool, with its weight, floor and cap (normalised units)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.maxGPUs) || self.guaranteedGPUs <= self.maxGPUs",
+                    "message": "guaranteedGPUs must be less than or equal to maxGPUs",
+                    "fieldPath": ".guaranteedGPUs",
+                    "reason": "FieldValueInvalid",
+                }
+            ]
+        }
+    )
+
+    name: DNSLabel = Field(description="The community: its namespace name by default.")
+    weight: float = Field(
+        default=1.0, gt=0, le=1000, description="Share of the surplus relative to others."
+    )
+    guaranteed_gpus: int = Field(
+        default=0,
+        alias="guaranteedGPUs",
+        ge=0,
+        le=1_000_000,
+        description="Floor of its entitlement in normalised GPU units (when it has demand).",
+    )
+    max_gpus: int | None = Field(
+        default=None,
+        alias="maxGPUs",
+        ge=0,
+        le=1_000_000,
+        description="Cap in normalised GPU units; no cap when omitted.",
+    )
+
+
+class ShareBasis(StrEnum):
+    WEIGHT = "weight"
+    CONTRIBUTION = "contribution"
+    BLEND = "blend"
+
+
+class Preemption(SpecModel):
+    """Whether and how workloads above their entitlement make room for those below."""
+
+    enabled: bool = Field(default=True, description="false: never preempt for fair share.")
+    min_runtime: Duration = Field(
+        default="10m",
+        alias="minRuntime",
+        description="A workload runs at least this long before it can be preempted.",
+    )
+    grace_period: Duration = Field(
+        default="2m",
+        alias="gracePeriod",
+        description="Time a preempted or drained workload gets to checkpoint and stop.",
+    )
+
+
+class GPUClass(SpecModel):
+    """A GPU class and its normalised weight: how many units one such GPU counts."""
+
+    name: GPUClassName = Field(description="Class name, e.g. H100, A100, L4.")
+    weight: float = Field(gt=0, le=100, description="Normalised units per GPU (H100 = 1.0).")
+    memory: Quantity = Field(description="Memory per GPU, e.g. 80Gi.")
+    products: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(
+        default_factory=list,
+        max_length=16,
+        description="NVML product names in this class (e.g. 'NVIDIA H100 80GB HBM3'); "
+        "the node agent labels nodes with the class they match.",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+
+
+class FairShare(SpecModel):
+    """How shares are computed: the basis, memory of past usage, preemption, GPU classes."""
+
+    basis: ShareBasis = Field(
+        default=ShareBasis.WEIGHT,
+        description="weight: configured weights; contribution: weights grow with the decayed "
+        "GPU-hours a community's owners gave; blend: a mix of both.",
+    )
+    contribution_share: float = Field(
+        default=0.5,
+        alias="contributionShare",
+        ge=0,
+        le=1,
+        description="With basis blend: the part of the weight that comes from contribution.",
+    )
+    usage_half_life: Duration = Field(
+        default="7d",
+        alias="usageHalfLife",
+        description="Half-life of remembered usage and contribution (e.g. 7d).",
+    )
+    preemption: Preemption = Field(default_factory=Preemption, json_schema_extra={"default": {}})
+    gpu_classes: list[GPUClass] = Field(
+        default_factory=list,
+        alias="gpuClasses",
+        max_length=32,
+        description="GPU classes with normalised weights; unlisted GPUs count 1.0 each.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+
+
+class RayBackend(StrEnum):
+    KUBERNETES = "kubernetes"
+    LOCAL = "local"
+
+
+class RaySettings(SpecModel):
+    """The Ray version and image every workload cluster runs, and where clusters are made."""
+
+    version: str = Field(
+        default="2.60.0",
+        max_length=32,
+        pattern=r"^[0-9]+\.[0-9]+\.[0-9]+$",
+        description="Ray version of every cluster (all nodes and clients must agree).",
+    )
+    image: str = Field(
+        default="rayproject/ray:2.60.0-py311-gpu",
+        min_length=1,
+        max_length=512,
+        description="Container image of head and workers (backend kubernetes).",
+    )
+    backend: RayBackend = Field(
+        default=RayBackend.KUBERNETES,
+        description="kubernetes: head and worker Pods; local: Ray processes on the operator's "
+        "machine (demo, tests).",
+    )
+
+
+class ComputePoolSpec(SpecModel):
+    """The desired pool: members, communities, fair-share rules and Ray settings."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.members.all(m, !has(m.credits) || m.credits.all(c, "
+                    "self.communities.exists(k, k.name == c)))",
+                    "message": "members[].credits may only name communities listed in "
+                    "spec.communities",
+                    "fieldPath": ".members",
+                    "reason": "FieldValueInvalid",
+                }
+            ]
+        }
+    )
+
+    members: list[Member] = Field(
+        min_length=1,
+        max_length=MAX_MEMBERS,
+        description="Owners contributing nodes, unique by owner.",
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["owner"],
+        },
+    )
+    communities: list[Community] = Field(
+        min_length=1,
+        max_length=MAX_COMMUNITIES,
+        description="Communities that may use the pool, unique by name.",
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["name"],
+        },
+    )
+    fair_share: FairShare = Field(
+        default_factory=FairShare, alias="fairShare", json_schema_extra={"default": {}}
+    )
+    ray: RaySettings = Field(default_factory=RaySettings, json_schema_extra={"default": {}})
+
+
+class ClassCapacity(StatusModel):
+    gpu_class: str = Field(alias="gpuClass", max_length=63)
+    gpus: int = Field(default=0, ge=0)
+    units: float = Field(default=0.0, ge=0)
+
+
+class MemberStatus(StatusModel):
+    owner: str = Field(max_length=63)
+    nodes: int = Field(default=0, ge=0, description="Nodes matched by the selector.")
+    gpus_by_class: dict[str, int] = Field(default_factory=dict, alias="gpusByClass", max_length=32)
+    healthy_gpus: int = Field(default=0, ge=0, alias="healthyGPUs")
+    available_gpus: int = Field(
+        default=0, ge=0, alias="availableGPUs", description="Lendable now (window, cap, reclaim)."
+    )
+    lending: bool = Field(default=False, description="A window is open and not reclaimed.")
+    gpu_seconds_provided: float = Field(default=0.0, ge=0, alias="gpuSecondsProvided")
+
+
+class CommunityStatus(StatusModel):
+    name: str = Field(max_length=63)
+    entitled_units: float = Field(default=0.0, ge=0, alias="entitledUnits")
+    allocated_gpus: int = Field(default=0, ge=0, alias="allocatedGPUs")
+    allocated_units: float = Field(default=0.0, ge=0, alias="allocatedUnits")
+    pending_gpus: int = Field(default=0, ge=0, alias="pendingGPUs")
+    gpu_seconds_consumed: float = Field(default=0.0, ge=0, alias="gpuSecondsConsumed")
+
+
+class ComputePoolStatus(StatusModel):
+    """What the pool has and who uses it, as the operator last saw it."""
+
+    observed_generation: int | None = Field(default=None, alias="observedGeneration")
+    total_gpus: int = Field(default=0, ge=0, alias="totalGPUs")
+    total_units: float = Field(default=0.0, ge=0, alias="totalUnits")
+    allocated_gpus: int = Field(default=0, ge=0, alias="allocatedGPUs")
+    owner_count: int = Field(default=0, ge=0, alias="ownerCount")
+    community_count: int = Field(default=0, ge=0, alias="communityCount")
+    capacity: list[ClassCapacity] = Field(
+        default_factory=list,
+        max_length=32,
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["gpuClass"],
+        },
+    )
+    largest_node_gpus: dict[str, int] = Field(
+        default_factory=dict,
+        alias="largestNodeGPUs",
+        max_length=32,
+        description="Per GPU class, the most healthy GPUs on any one node of the pool.",
+    )
+    members: list[MemberStatus] = Field(
+        default_factory=list,
+        max_length=MAX_MEMBERS,
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["owner"],
+        },
+    )
+    communities: list[CommunityStatus] = Field(
+        default_factory=list,
+        max_length=MAX_COMMUNITIES,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    conditions: list[Condition] = conditions_field("Ready and other conditions of the pool.")
+
+
+class ComputePool(BaseModel):
+    """A whole ``ComputePool`` object as read from the API server."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+
+    api_version: Literal["polyculture.dev/v1alpha1"] = Field(
+        default="polyculture.dev/v1alpha1", alias="apiVersion"
+    )
+    kind: Literal["ComputePool"] = "ComputePool"
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: ComputePoolSpec
+    status: ComputePoolStatus | None = None
+
+
+#: Rules on the whole object (the CRD's root schema).
+ROOT_VALIDATIONS = [
+    {
+        "rule": f"self.metadata.name.matches('{DNS_LABEL_PATTERN}') && "
+        "size(self.metadata.name) <= 63",
+        "message": "metadata.name must be a DNS-1123 label: at most 63 lowercase letters, "
+        "digits and '-', starting and ending with a letter or digit",
+        "reason": "FieldValueInvalid",
+    }
+]
