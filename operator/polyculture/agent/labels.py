@@ -68,13 +68,13 @@ MANAGED_ANNOTATIONS: Final = (DETAIL,)
 DETAIL_VERSION: Final = 1
 
 _LABEL_VALUE_MAX = 63
-_NOT_LABEL_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_NOT_LABEL_SAFE = re.compile(r"[^A-Za-z0-9._-]+")  # whitespace included
 
 
 def label_value(text: str) -> str:
     """Make ``text`` a valid label value: spaces -> ``-`` (as GFD does), other unsafe
-    characters -> ``-``, at most 63 characters, alphanumeric at both ends."""
-    value = _NOT_LABEL_SAFE.sub("-", "-".join(text.split()))
+    characters -> ``-`` (one for a run), at most 63 characters, alphanumeric at both ends."""
+    value = re.sub("-{2,}", "-", _NOT_LABEL_SAFE.sub("-", text.strip()))
     value = value[:_LABEL_VALUE_MAX]
     return re.sub(r"^[^A-Za-z0-9]+|[^A-Za-z0-9]+$", "", value)
 

@@ -1,3 +1,5 @@
+# The methods carry pynvml's camelCase names: that is the point of the fake.
+# ruff: noqa: N802
 """A fake ``pynvml`` that answers like the H200 recorded in ``shared/reference/gpu``.
 
 ``data/h200-nvml.json`` is a copy of that recording (driver 580.159.04, nvidia-ml-py
