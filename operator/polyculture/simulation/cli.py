@@ -1,0 +1,206 @@
+"""``polyculture simulate``: replay a trace through the scheduler and its two baselines.
+
+One invocation replays the trace three times on the same number of GPUs — ``fair`` (the
+scheduling core), ``fifo`` and ``partition`` (see :mod:`polyculture.simulation.baselines`) —
+because every policy's sharing incentive is measured against ``partition``. ``--policy``
+picks which one the report leads with; ``--json`` prints one JSON object with its measures
+(definitions in :mod:`polyculture.simulation.metrics`) and a ``baselines`` object holding the
+same measures for ``fifo`` and ``partition``. ``--out DIR`` writes the PNG figures of
+:mod:`polyculture.simulation.plots`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from polyculture.simulation import metrics
+from polyculture.simulation.baselines import (
+    FifoPolicy,
+    PartitionPolicy,
+    largest_gang,
+    partition_pool,
+    partition_slices,
+)
+from polyculture.simulation.replay import Policy, PoolNode, Replay, build_pool, replay
+from polyculture.simulation.trace import Trace, TraceError, load_config, load_philly, with_config
+
+POLICIES = ("fair", "fifo", "partition")
+
+
+def parser() -> argparse.ArgumentParser:
+    parse = argparse.ArgumentParser(
+        prog="polyculture simulate",
+        description="Replay a GPU-cluster trace (Philly format) in virtual time through the "
+        "fair-share scheduler and the fifo and partition baselines.",
+    )
+    parse.add_argument("--trace", required=True, type=Path, help="Philly-format CSV")
+    parse.add_argument("--gpus", required=True, type=int, help="GPUs in the pool")
+    parse.add_argument("--policy", choices=POLICIES, default="fair", help="policy to report on")
+    parse.add_argument("--out", type=Path, help="write PNG figures into this directory")
+    parse.add_argument("--json", action="store_true", help="print one JSON object")
+    parse.add_argument("--nodes-gpus", type=int, default=8, help="GPUs per node (default 8)")
+    parse.add_argument("--owners", type=int, default=4, help="owners contributing nodes")
+    parse.add_argument("--config", type=Path, help="YAML: communities' weight/guarantee/cap")
+    parse.add_argument("--limit", type=int, help="replay only the first N arrivals")
+    parse.add_argument(
+        "--min-runtime",
+        type=float,
+        default=0.0,
+        help="seconds a job runs before fair share may preempt it (default 0)",
+    )
+    parse.add_argument(
+        "--restart-cost",
+        type=float,
+        default=60.0,
+        help="seconds of run time a preempted job pays to restart from its checkpoint",
+    )
+    parse.add_argument(
+        "--half-life", type=float, default=7 * 86400.0, help="usage decay half-life (s)"
+    )
+    parse.add_argument("--no-preemption", action="store_true", help="fair policy never preempts")
+    return parse
+
+
+def main(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
+    if args.gpus <= 0 or args.nodes_gpus <= 0:
+        print("polyculture simulate: --gpus and --nodes-gpus must be positive", file=sys.stderr)
+        return 2
+    try:
+        trace = load_philly(args.trace, limit=args.limit)
+        if args.config is not None:
+            trace = with_config(trace, load_config(args.config))
+    except (OSError, TraceError) as error:
+        print(f"polyculture simulate: {error}", file=sys.stderr)
+        return 2
+    report, results = run(trace, args)
+    if args.out is not None:
+        write_figures(trace, results, args.out, credit=_credit(args.trace))
+        report["figures"] = sorted(str(path) for path in args.out.glob("*.png"))
+    if args.json:
+        print(json.dumps(report, indent=2, sort_keys=True))
+    else:
+        print(render(report))
+    return 0
+
+
+def run(trace: Trace, args: argparse.Namespace) -> tuple[dict[str, object], dict[str, Replay]]:
+    """Replay all three policies; the report of ``args.policy`` with the others as baselines."""
+    pool = build_pool(args.gpus, node_gpus=args.nodes_gpus, owners=args.owners)
+    weights = {name: trace.community_config(name).weight for name in trace.communities}
+    guarantees = {name: trace.community_config(name).guaranteed_gpus for name in trace.communities}
+    slices = partition_slices(args.gpus, weights, minimum=guarantees)
+    private = partition_pool(slices, node_gpus=args.nodes_gpus, owners=args.owners)
+
+    def fair(nodes: tuple[PoolNode, ...]) -> Policy:
+        from polyculture.simulation.fair import FairPolicy  # the core is imported only here
+
+        return FairPolicy(
+            nodes,
+            trace.config,
+            preemption=not args.no_preemption,
+            min_runtime_s=args.min_runtime,
+        )
+
+    plans: dict[str, tuple[tuple[PoolNode, ...], Callable[[tuple[PoolNode, ...]], Policy]]] = {
+        "partition": (private, PartitionPolicy),
+        "fifo": (pool, FifoPolicy),
+        "fair": (pool, fair),
+    }
+    results: dict[str, Replay] = {}
+    elapsed: dict[str, float] = {}
+    for name, (nodes, make) in plans.items():
+        began = time.perf_counter()
+        results[name] = replay(
+            trace,
+            nodes,
+            make(nodes),
+            node_gpus=args.nodes_gpus,
+            restart_cost_s=args.restart_cost,
+            usage_half_life_s=args.half_life,
+            largest_fit=largest_gang(slices) if name == "partition" else None,
+        )
+        elapsed[name] = time.perf_counter() - began
+    measured = {
+        name: {
+            **metrics.summary(result, results["partition"], trace.config),
+            "elapsed_s": round(elapsed[name], 2),
+        }
+        for name, result in results.items()
+    }
+    report: dict[str, object] = dict(measured[args.policy])
+    report["baselines"] = {name: measured[name] for name in ("fifo", "partition")}
+    report["setup"] = {
+        "trace": str(args.trace),
+        "jobs": len(trace.jobs),
+        "communities": len(trace.communities),
+        "gpus": args.gpus,
+        "nodes": len(pool),
+        "node_gpus": args.nodes_gpus,
+        "owners": args.owners,
+        "partition_slices": slices,
+        "min_runtime_s": args.min_runtime,
+        "restart_cost_s": args.restart_cost,
+        "usage_half_life_s": args.half_life,
+        "preemption": not args.no_preemption,
+        "elapsed_s": round(sum(elapsed.values()), 2),
+    }
+    return report, results
+
+
+def write_figures(trace: Trace, results: dict[str, Replay], out: Path, *, credit: str) -> None:
+    """Allocation per community for each policy, and the wait CDF of all of them."""
+    from polyculture.simulation import plots  # matplotlib only when figures are asked for
+
+    out.mkdir(parents=True, exist_ok=True)
+    for name, result in results.items():
+        plots.allocation_figure(result, trace.config, out / f"allocation-{name}.png", credit=credit)
+    plots.wait_cdf_figure(list(results.values()), out / "wait-cdf.png", credit=credit)
+
+
+def _credit(path: Path) -> str:
+    if "philly" in path.name.lower():
+        from polyculture.simulation.plots import PHILLY_CREDIT
+
+        return PHILLY_CREDIT
+    return f"Trace: {path.name}"
+
+
+_SHOWN = (
+    ("utilization_contended", "{:.3f}"),
+    ("jain_contended", "{:.3f}"),
+    ("sharing_incentive_fraction", "{:.3f}"),
+    ("wait_p50_s", "{:.0f}"),
+    ("wait_p95_s", "{:.0f}"),
+    ("wait_mean_s", "{:.0f}"),
+    ("preemptions", "{}"),
+    ("contended_fraction", "{:.3f}"),
+    ("unplaceable_jobs", "{}"),
+    ("elapsed_s", "{}"),
+)
+
+
+def render(report: dict[str, object]) -> str:
+    """The report as a table: one column per policy, the reported policy first."""
+    baselines = report["baselines"]
+    assert isinstance(baselines, dict)
+    columns = {str(report["policy"]): report}
+    columns.update((name, entry) for name, entry in baselines.items() if name not in columns)
+    setup = report["setup"]
+    assert isinstance(setup, dict)
+    lines = [
+        f"{setup['jobs']} jobs, {setup['communities']} communities, {setup['gpus']} GPUs "
+        f"({setup['nodes']} nodes); replayed in {setup['elapsed_s']} s",
+        f"{'measure':<28}" + "".join(f"{name:>14}" for name in columns),
+    ]
+    for key, form in _SHOWN:
+        cells = "".join(f"{form.format(entry[key]):>14}" for entry in columns.values())
+        lines.append(f"{key:<28}{cells}")
+    for path in report.get("figures", []) or []:  # type: ignore[attr-defined]
+        lines.append(f"figure: {path}")
+    return "\n".join(lines)

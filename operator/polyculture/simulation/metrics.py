@@ -1,0 +1,214 @@
+"""The measures of a replay, defined once and applied the same way to every policy.
+
+Let the timeline (:class:`~polyculture.simulation.replay.Timeline`) cut time into intervals
+``i`` of length ``dt_i`` on which nothing changes; ``a_ic`` is the GPUs allocated to
+community ``c`` (running jobs), ``q_ic`` the GPUs of its queued jobs, ``d_ic = a_ic + q_ic``
+its demand, and ``C`` the pool's GPUs.
+
+- **contended**: interval ``i`` is contended when ``sum_c d_ic >= C`` (demand at least the
+  capacity). ``contended_fraction`` is the contended share of the replay's duration.
+- **utilization_contended** = ``sum_i dt_i * sum_c a_ic / (C * sum_i dt_i)``, both sums over
+  contended intervals: how much of the pool is busy when there is work for all of it.
+- **entitlement** ``e_ic``: weighted max-min (water-filling) of ``C`` over the demands of
+  interval ``i`` — ``e_ic = clip(w_c * L, lo_c, hi_c)`` with ``hi_c = min(cap_c, d_ic)``,
+  ``lo_c = min(guarantee_c, hi_c)`` (scaled down together when they exceed ``C``) and the level
+  ``L`` such that ``sum_c e_ic = min(C, sum_c hi_c)`` — the definition of
+  :mod:`polyculture.scheduling.entitlement`, computed here for all intervals at once. It is
+  the same reference for every policy, whatever the policy computes internally.
+- **jain_contended**: on each contended interval, Jain's index
+  ``J_i = (sum x)^2 / (n * sum x^2)`` of ``x_c = a_ic / e_ic`` over the ``n`` communities with
+  ``e_ic > 0``; ``jain_contended`` is the ``dt``-weighted mean of ``J_i``. 1 means every
+  contending community holds the same fraction of its entitlement.
+- **wait** of a job: total time queued — from arrival to first start, plus from each
+  preemption to the next start. ``wait_p50_s`` / ``wait_p95_s`` are percentiles (linear
+  interpolation) over every job the policy could run; per community the same plus the mean.
+- **sharing_incentive_fraction**: among communities with at least one job that runs in both
+  replays, the fraction whose mean wait under the policy is no more than (``<=``) under the
+  ``partition`` baseline, both means taken over the jobs the partition can run (a job larger
+  than its community's private slice can never start there, so it is left out of both).
+- **preemptions**: preemption events (a job preempted twice counts twice);
+  ``restarted_jobs`` counts the jobs preempted at least once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from polyculture.simulation.replay import Replay
+from polyculture.simulation.trace import CommunityConfig
+
+Array = npt.NDArray[np.float64]
+
+_BISECTIONS = 60
+
+
+@dataclass(frozen=True, slots=True)
+class Steps:
+    """A replay's timeline as arrays: interval lengths ``dt`` [T], allocated and demand [T, C]."""
+
+    start: Array
+    dt: Array
+    allocated: Array
+    demand: Array
+
+
+def steps(result: Replay) -> Steps:
+    """The timeline of ``result`` as arrays (one row per interval, the last one of length 0)."""
+    timeline = result.timeline
+    start = np.asarray(timeline.times, dtype=np.float64)
+    dt = np.diff(start, append=timeline.end)
+    allocated = np.asarray(timeline.allocated, dtype=np.float64).reshape(len(start), -1)
+    pending = np.asarray(timeline.pending, dtype=np.float64).reshape(len(start), -1)
+    return Steps(start=start, dt=dt, allocated=allocated, demand=allocated + pending)
+
+
+def entitlements(
+    demand: Array,
+    capacity: float,
+    communities: Sequence[str],
+    config: Mapping[str, CommunityConfig],
+) -> Array:
+    """Weighted max-min entitlement per row of ``demand`` [T, C] (definition in the module doc)."""
+    weights = np.array([config.get(c, CommunityConfig()).weight for c in communities])
+    floors = np.array([config.get(c, CommunityConfig()).guaranteed_gpus for c in communities])
+    caps = np.array(
+        [
+            np.inf if config.get(c, CommunityConfig()).max_gpus is None else config[c].max_gpus
+            for c in communities
+        ],
+        dtype=np.float64,
+    )
+    hi = np.minimum(caps[None, :], demand)
+    lo = np.minimum(floors[None, :], hi)
+    # floors that together exceed the capacity are scaled down to it
+    over = lo.sum(axis=1)
+    lo = np.where((over > capacity)[:, None], lo * capacity / np.maximum(over, 1e-12)[:, None], lo)
+    target = np.minimum(capacity, hi.sum(axis=1))
+    # bisection on the water level, row by row at once: level * weight reaches every hi
+    low = np.zeros(len(demand))
+    high = np.full(len(demand), (hi / weights[None, :]).max(initial=0.0) + 1.0)
+    for _ in range(_BISECTIONS):
+        mid = (low + high) / 2
+        filled = np.clip(mid[:, None] * weights[None, :], lo, hi).sum(axis=1)
+        below = filled < target
+        low = np.where(below, mid, low)
+        high = np.where(below, high, mid)
+    result: Array = np.clip(high[:, None] * weights[None, :], lo, hi)
+    return result
+
+
+def jain(x: Array, mask: npt.NDArray[np.bool_]) -> Array:
+    """Jain's index per row of ``x`` over the entries where ``mask`` is true (nan if none)."""
+    values = np.where(mask, x, 0.0)
+    count = mask.sum(axis=1)
+    squares = (values**2).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        index: Array = values.sum(axis=1) ** 2 / (count * squares)
+    index[count == 0] = np.nan
+    # every holder at 0 of its entitlement is equal, if not useful: the index is defined as 1
+    index[(count > 0) & (squares == 0)] = 1.0
+    return index
+
+
+def fairness(result: Replay, config: Mapping[str, CommunityConfig]) -> dict[str, float]:
+    """``contended_fraction``, ``utilization_contended`` and ``jain_contended`` of ``result``."""
+    arrays = steps(result)
+    total = arrays.dt.sum()
+    contended = (arrays.demand.sum(axis=1) >= result.capacity) & (arrays.dt > 0)
+    contended_time = arrays.dt[contended].sum()
+    if contended_time <= 0:
+        return {"contended_fraction": 0.0, "utilization_contended": 1.0, "jain_contended": 1.0}
+    used = (arrays.allocated[contended].sum(axis=1) * arrays.dt[contended]).sum()
+    entitled = entitlements(
+        arrays.demand[contended], result.capacity, result.communities, config
+    )
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.where(entitled > 0, arrays.allocated[contended] / entitled, 0.0)
+    index = jain(ratio, entitled > 0)
+    weights = np.where(np.isnan(index), 0.0, arrays.dt[contended])
+    return {
+        "contended_fraction": float(contended_time / total) if total > 0 else 0.0,
+        "utilization_contended": float(used / (result.capacity * contended_time)),
+        "jain_contended": float(np.nansum(index * weights) / weights.sum())
+        if weights.sum() > 0
+        else 1.0,
+    }
+
+
+def waits(result: Replay) -> dict[str, list[float]]:
+    """Waits of the jobs that ran, per community."""
+    per: dict[str, list[float]] = {}
+    for jobstate in result.jobs:
+        per.setdefault(jobstate.job.community, []).append(jobstate.waited)
+    return per
+
+
+def _percentile(values: Sequence[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values, dtype=np.float64), q)) if values else 0.0
+
+
+def wait_summary(result: Replay) -> dict[str, object]:
+    """Pool-wide p50/p95/mean wait and the same per community."""
+    per = waits(result)
+    every = [wait for values in per.values() for wait in values]
+    return {
+        "wait_p50_s": _percentile(every, 50),
+        "wait_p95_s": _percentile(every, 95),
+        "wait_mean_s": float(np.mean(every)) if every else 0.0,
+        "per_community": {
+            name: {
+                "jobs": len(values),
+                "wait_p50_s": _percentile(values, 50),
+                "wait_p95_s": _percentile(values, 95),
+                "wait_mean_s": float(np.mean(values)),
+            }
+            for name, values in sorted(per.items())
+        },
+    }
+
+
+def sharing_incentive(result: Replay, partition: Replay) -> tuple[float, dict[str, bool]]:
+    """The fraction of communities no worse off than on their private slice, and who is.
+
+    Both means are over the jobs that ran in ``partition`` (definition in the module doc).
+    """
+    private = {jobstate.job.key: jobstate.waited for jobstate in partition.jobs}
+    shared: dict[str, list[float]] = {}
+    alone: dict[str, list[float]] = {}
+    for jobstate in result.jobs:
+        wait_alone = private.get(jobstate.job.key)
+        if wait_alone is None:
+            continue
+        shared.setdefault(jobstate.job.community, []).append(jobstate.waited)
+        alone.setdefault(jobstate.job.community, []).append(wait_alone)
+    verdict = {name: bool(np.mean(shared[name]) <= np.mean(alone[name])) for name in sorted(shared)}
+    fraction = sum(verdict.values()) / len(verdict) if verdict else 1.0
+    return fraction, verdict
+
+
+def summary(
+    result: Replay, partition: Replay, config: Mapping[str, CommunityConfig]
+) -> dict[str, object]:
+    """Every measure of ``result`` (keys as in the module doc), against ``partition``."""
+    fraction, verdict = sharing_incentive(result, partition)
+    waited = wait_summary(result)
+    per_community = waited.pop("per_community")
+    assert isinstance(per_community, dict)
+    for name, entry in per_community.items():
+        entry["no_worse_than_partition"] = verdict.get(name)
+    return {
+        "policy": result.policy,
+        **fairness(result, config),
+        "sharing_incentive_fraction": fraction,
+        **waited,
+        "preemptions": result.preemptions,
+        "restarted_jobs": sum(1 for jobstate in result.jobs if jobstate.attempt > 1),
+        "jobs": len(result.jobs),
+        "unplaceable_jobs": len(result.unplaceable),
+        "cycles": result.cycles,
+        "per_community": per_community,
+    }

@@ -1,0 +1,324 @@
+"""The virtual-time event loop: a trace replayed on a pool through one scheduling policy.
+
+Time jumps from event to event; nothing happens between them. Events are job arrivals, job
+completions and, for policies that preempt after a minimum runtime, the moment a running job
+becomes preemptible. All events at the same instant form one batch, and the policy runs one
+scheduling cycle per batch that changed something (not one per second): the pool state is
+kept incrementally (free GPUs per node, running jobs, per-community queues in arrival order)
+so a cycle costs what the policy costs, not a rebuild.
+
+A cycle returns preemptions and admissions. Preemptions are applied first (their GPUs are
+free for the admissions of the same cycle). A preempted job keeps its place in its
+community's queue (its arrival time), resumes from its checkpoint — it keeps the work done —
+and pays ``restart_cost_s`` more seconds of run time per restart (reloading). When a cycle
+preempted, another cycle runs at once (at most ``_MAX_CYCLES_PER_BATCH`` per batch) so that
+GPUs freed by preemption are not left idle until the next event.
+
+The replay records, after every batch, the GPUs allocated to and demanded by each community
+(a step function of time); :mod:`polyculture.simulation.metrics` reads it.
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from polyculture.simulation.trace import Trace, TraceJob, gang_shape
+
+_MAX_CYCLES_PER_BATCH = 4
+
+
+class SimulationError(RuntimeError):
+    """A policy returned a decision the pool cannot carry out (a bug in the policy)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PoolNode:
+    """A node of the simulated pool; ``partition`` names the community owning it privately."""
+
+    name: str
+    owner: str
+    gpus: int
+    partition: str | None = None
+
+
+@dataclass(slots=True, eq=False)
+class JobState:
+    """A trace job as the replay sees it. Identity equality: one object per job."""
+
+    job: TraceJob
+    workers: int
+    gpus_per_worker: int
+    remaining: float
+    queued_since: float
+    waited: float = 0.0
+    first_start: float | None = None
+    started: float = 0.0
+    placement: tuple[int, ...] = ()
+    attempt: int = 0
+    finished: float | None = None
+
+    @property
+    def order(self) -> tuple[float, str]:
+        """Queue order within a community: arrival, then key."""
+        return (self.job.arrival, self.job.key)
+
+
+@dataclass(slots=True)
+class Cycle:
+    """What a policy decided in one cycle: jobs to stop, then jobs to start on node indices."""
+
+    preemptions: list[JobState] = field(default_factory=list)
+    admissions: list[tuple[JobState, tuple[int, ...]]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class PoolState:
+    """The pool at the current instant, kept up to date by the replay (policies only read it).
+
+    ``pending[c]`` is community ``c``'s queue sorted by :attr:`JobState.order`; ``running``
+    is in start order; ``allocated`` and ``pending_gpus`` are per community in the order of
+    ``communities``.
+    """
+
+    nodes: tuple[PoolNode, ...]
+    communities: tuple[str, ...]
+    free: list[int]
+    running: dict[str, JobState]
+    pending: dict[str, list[JobState]]
+    allocated: list[int]
+    pending_gpus: list[int]
+    usage: list[float]
+    index: dict[str, int]
+
+    @property
+    def capacity(self) -> int:
+        return sum(node.gpus for node in self.nodes)
+
+    def pending_count(self) -> int:
+        return sum(len(queue) for queue in self.pending.values())
+
+
+class Policy(Protocol):
+    """A scheduling policy: one cycle over the pool state at virtual time ``now``."""
+
+    name: str
+    #: seconds a job must run before it may be preempted; None when the policy never preempts
+    preemptible_after_s: float | None
+
+    def cycle(self, state: PoolState, now: float) -> Cycle: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Timeline:
+    """Allocation and demand per community as step functions of time.
+
+    Row ``i`` holds from ``times[i]`` to ``times[i + 1]`` (the last row to ``end``);
+    ``allocated[i][c]`` / ``pending[i][c]`` are GPUs of community ``c`` running / queued.
+    """
+
+    times: list[float]
+    allocated: list[tuple[int, ...]]
+    pending: list[tuple[int, ...]]
+    end: float
+
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """The outcome of one replay: every job's final state, the timeline and counters."""
+
+    policy: str
+    communities: tuple[str, ...]
+    capacity: int
+    jobs: tuple[JobState, ...]
+    timeline: Timeline
+    preemptions: int
+    cycles: int
+    #: jobs that can never start on this pool (larger than any place that could hold them)
+    unplaceable: tuple[JobState, ...] = ()
+
+
+def build_pool(gpus: int, *, node_gpus: int = 8, owners: int = 4) -> tuple[PoolNode, ...]:
+    """``gpus`` GPUs in nodes of ``node_gpus`` (the last one smaller when it does not divide),
+    contributed by ``owners`` owners in turn."""
+    if gpus <= 0 or node_gpus <= 0:
+        raise ValueError("a pool needs GPUs and nodes of at least one GPU")
+    sizes = [node_gpus] * (gpus // node_gpus) + ([gpus % node_gpus] if gpus % node_gpus else [])
+    return tuple(
+        PoolNode(name=f"node-{i:04d}", owner=f"owner-{i % owners}", gpus=size)
+        for i, size in enumerate(sizes)
+    )
+
+
+def replay(
+    trace: Trace,
+    nodes: Sequence[PoolNode],
+    policy: Policy,
+    *,
+    node_gpus: int = 8,
+    restart_cost_s: float = 0.0,
+    usage_half_life_s: float = 7 * 86400.0,
+    largest_fit: dict[str, int] | None = None,
+) -> Replay:
+    """Replay ``trace`` on ``nodes`` under ``policy`` until every job that can run has finished.
+
+    ``largest_fit`` maps a community to the largest gang it can ever get (its partition);
+    jobs above it, or above the pool, are set aside as unplaceable instead of waiting forever.
+    """
+    communities = trace.communities
+    index = {name: i for i, name in enumerate(communities)}
+    state = PoolState(
+        nodes=tuple(nodes),
+        communities=communities,
+        free=[node.gpus for node in nodes],
+        running={},
+        pending={name: [] for name in communities},
+        allocated=[0] * len(communities),
+        pending_gpus=[0] * len(communities),
+        usage=[0.0] * len(communities),
+        index=index,
+    )
+    biggest_node = max(node.gpus for node in nodes)
+    capacity = state.capacity
+    jobs: list[JobState] = []
+    unplaceable: list[JobState] = []
+    for job in trace.jobs:
+        workers, per_worker = gang_shape(job.gpus, node_gpus)
+        jobstate = JobState(job, workers, per_worker, job.duration, queued_since=job.arrival)
+        limit = capacity if largest_fit is None else largest_fit.get(job.community, capacity)
+        if job.gpus > limit or per_worker > biggest_node:
+            unplaceable.append(jobstate)
+        else:
+            jobs.append(jobstate)
+
+    # completion heap: (finish, sequence, job, attempt); stale entries (preempted) are skipped
+    completions: list[tuple[float, int, JobState, int]] = []
+    wakeups: list[float] = []
+    sequence = 0
+    arrivals = jobs
+    next_arrival = 0
+    times: list[float] = []
+    allocated_rows: list[tuple[int, ...]] = []
+    pending_rows: list[tuple[int, ...]] = []
+    preemptions = cycles = 0
+    last = 0.0
+    half_life = usage_half_life_s
+
+    while next_arrival < len(arrivals) or completions:
+        now = math.inf
+        if next_arrival < len(arrivals):
+            now = arrivals[next_arrival].job.arrival
+        if completions and completions[0][0] < now:
+            now = completions[0][0]
+        if wakeups and wakeups[0] < now:
+            now = wakeups[0]
+        if half_life > 0 and now > last:
+            kept = 0.5 ** ((now - last) / half_life)
+            gained = (1.0 - kept) * half_life / math.log(2)
+            state.usage = [u * kept + a * gained for u, a in zip(state.usage, state.allocated)]
+        last = now
+        changed = False
+        while wakeups and wakeups[0] <= now:
+            heapq.heappop(wakeups)
+            changed = True
+        while next_arrival < len(arrivals) and arrivals[next_arrival].job.arrival <= now:
+            jobstate = arrivals[next_arrival]
+            next_arrival += 1
+            _enqueue(state, jobstate)
+            changed = True
+        while completions and completions[0][0] <= now:
+            _, _, jobstate, attempt = heapq.heappop(completions)
+            if attempt != jobstate.attempt or jobstate.job.key not in state.running:
+                continue
+            _release(state, jobstate)
+            jobstate.remaining = 0.0
+            jobstate.finished = now
+            changed = True
+
+        for _ in range(_MAX_CYCLES_PER_BATCH):
+            if not changed or not any(state.pending.values()):
+                break
+            if policy.preemptible_after_s is None and not any(state.free):
+                break
+            decided = policy.cycle(state, now)
+            cycles += 1
+            changed = bool(decided.preemptions)
+            for victim in decided.preemptions:
+                if state.running.get(victim.job.key) is not victim:
+                    raise SimulationError(f"{policy.name}: preempts {victim.job.key}, not running")
+                _release(state, victim)
+                victim.remaining = max(victim.remaining - (now - victim.started), 0.0)
+                victim.remaining += restart_cost_s
+                victim.queued_since = now
+                _enqueue(state, victim)
+                preemptions += 1
+            for jobstate, placement in decided.admissions:
+                _start(state, jobstate, placement, now, policy.name)
+                sequence += 1
+                heapq.heappush(
+                    completions, (now + jobstate.remaining, sequence, jobstate, jobstate.attempt)
+                )
+                if policy.preemptible_after_s:
+                    heapq.heappush(wakeups, now + policy.preemptible_after_s)
+
+        times.append(now)
+        allocated_rows.append(tuple(state.allocated))
+        pending_rows.append(tuple(state.pending_gpus))
+
+    return Replay(
+        policy=policy.name,
+        communities=communities,
+        capacity=capacity,
+        jobs=tuple(jobs),
+        timeline=Timeline(times, allocated_rows, pending_rows, end=last),
+        preemptions=preemptions,
+        cycles=cycles,
+        unplaceable=tuple(unplaceable),
+    )
+
+
+def _enqueue(state: PoolState, jobstate: JobState) -> None:
+    queue = state.pending[jobstate.job.community]
+    if not queue or queue[-1].order < jobstate.order:
+        queue.append(jobstate)
+    else:
+        keys = [queued.order for queued in queue]
+        queue.insert(bisect.bisect(keys, jobstate.order), jobstate)
+    state.pending_gpus[state.index[jobstate.job.community]] += jobstate.job.gpus
+
+
+def _start(
+    state: PoolState, jobstate: JobState, placement: tuple[int, ...], now: float, policy: str
+) -> None:
+    queue = state.pending[jobstate.job.community]
+    if len(placement) != jobstate.workers:
+        raise SimulationError(f"{policy}: {jobstate.job.key} placed on {len(placement)} nodes")
+    try:
+        queue.remove(jobstate)
+    except ValueError:
+        raise SimulationError(f"{policy}: admits {jobstate.job.key}, which is not pending") from None
+    for node in placement:
+        state.free[node] -= jobstate.gpus_per_worker
+        if state.free[node] < 0:
+            raise SimulationError(f"{policy}: over-allocates {state.nodes[node].name}")
+    slot = state.index[jobstate.job.community]
+    state.pending_gpus[slot] -= jobstate.job.gpus
+    state.allocated[slot] += jobstate.job.gpus
+    jobstate.waited += now - jobstate.queued_since
+    if jobstate.first_start is None:
+        jobstate.first_start = now
+    jobstate.started = now
+    jobstate.placement = placement
+    jobstate.attempt += 1
+    state.running[jobstate.job.key] = jobstate
+
+
+def _release(state: PoolState, jobstate: JobState) -> None:
+    del state.running[jobstate.job.key]
+    for node in jobstate.placement:
+        state.free[node] += jobstate.gpus_per_worker
+    state.allocated[state.index[jobstate.job.community]] -= jobstate.job.gpus
