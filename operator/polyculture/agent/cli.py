@@ -38,10 +38,10 @@ from polyculture.agent.labels import (
     build_unavailable_detail,
     build_unavailable_labels,
 )
-from polyculture.agent.metrics import AgentMetrics
 from polyculture.agent.nvml_reader import NvmlReader, NvmlUnavailableError, load_pynvml
 
 if TYPE_CHECKING:
+    from polyculture.agent.metrics import AgentMetrics
     from polyculture.agent.publisher import NodePublisher
 
 log = logging.getLogger("polyculture.agent")
@@ -145,6 +145,9 @@ def main(
     try:
         if args.print_only:
             return _print_discovery(reader)
+        # Imported here so that `--print` needs nothing beyond nvidia-ml-py.
+        from polyculture.agent.metrics import AgentMetrics
+
         publisher = _publisher(args)
         metrics = AgentMetrics()
         if not args.once and args.metrics_port:
