@@ -156,15 +156,18 @@ def main(
         if stop is None:
             stop = threading.Event()
             _stop_on_signals(stop)
-        return run(
-            reader=reader,
-            publisher=publisher,
-            metrics=metrics,
-            interval=args.interval,
-            once=args.once,
-            stop=stop,
-            clock=clock,
-        )
+        try:
+            return run(
+                reader=reader,
+                publisher=publisher,
+                metrics=metrics,
+                interval=args.interval,
+                once=args.once,
+                stop=stop,
+                clock=clock,
+            )
+        finally:
+            publisher.close()
     except NvmlUnavailableError as error:
         return _nvml_unavailable(str(error), args)
     finally:
@@ -233,10 +236,14 @@ def _nvml_unavailable(reason: str, args: argparse.Namespace) -> int:
     )
     if not args.print_only and args.node:
         try:
-            _publisher(args).publish(
-                labels=build_unavailable_labels(),
-                annotations={DETAIL: build_unavailable_detail(reason)},
-            )
+            publisher = _publisher(args)
+            try:
+                publisher.publish(
+                    labels=build_unavailable_labels(),
+                    annotations={DETAIL: build_unavailable_detail(reason)},
+                )
+            finally:
+                publisher.close()
         except Exception:
             log.exception("node=%s could not withdraw the GPU labels", args.node)
     return EXIT_NVML_UNAVAILABLE

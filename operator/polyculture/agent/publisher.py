@@ -44,8 +44,12 @@ class NodePublisher:
     """Publishes the managed labels and annotations of one Node."""
 
     def __init__(self, api: client.ApiClient, node_name: str) -> None:
+        self._api = api
         self._core = client.CoreV1Api(api)
         self.node_name = node_name
+
+    def close(self) -> None:
+        self._api.close()  # type: ignore[no-untyped-call]
 
     def publish(self, *, labels: Mapping[str, str], annotations: Mapping[str, str]) -> bool:
         """Make the Node carry these managed values; ``True`` when a patch was written."""
