@@ -68,8 +68,23 @@ build_etcd() {
   mv "$BIN/etcd-$ETCD_VERSION.tmp" "$BIN/etcd-$ETCD_VERSION"
 }
 
+kwok_stages() {
+  # kwok needs Stage objects to play kubelets; take its own "fast" set from the module
+  [[ -s "$BIN/kwok-stages-$KWOK_VERSION.yaml" ]] && return
+  local src
+  src="$(go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')/kustomize/stage"
+  local out="$BIN/kwok-stages-$KWOK_VERSION.yaml.tmp"
+  : > "$out"
+  for f in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
+           pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do
+    { echo "---"; cat "$src/$f"; } >> "$out"
+  done
+  mv "$out" "$BIN/kwok-stages-$KWOK_VERSION.yaml"
+  log "kwok stages written"
+}
+
 build_kwok() {
-  [[ -x "$BIN/kwok-$KWOK_VERSION" ]] && { log "kwok $KWOK_VERSION: cached"; return; }
+  [[ -x "$BIN/kwok-$KWOK_VERSION" ]] && { log "kwok $KWOK_VERSION: cached"; kwok_stages; return; }
   local dir="$WORK/kwok-$KWOK_VERSION"
   mkdir -p "$dir" && cd "$dir"
   printf 'module polyculture.dev/build/kwok\n\ngo 1.26.0\n' > go.mod
@@ -79,6 +94,7 @@ build_kwok() {
   log "building kwok $KWOK_VERSION"
   timed kwok go build -trimpath -ldflags "-s -w" -o "$BIN/kwok-$KWOK_VERSION.tmp" sigs.k8s.io/kwok/cmd/kwok
   mv "$BIN/kwok-$KWOK_VERSION.tmp" "$BIN/kwok-$KWOK_VERSION"
+  kwok_stages
 }
 
 fetch_kubectl() {

@@ -113,11 +113,21 @@ class GPUClassRule:
 
 
 def classify(product: str, classes: Sequence[GPUClassRule]) -> tuple[str, float]:
-    """(class name, normalised weight) of a product; an unlisted product is its own class, 1.0."""
+    """(class name, normalised weight) of a product; an unlisted product is its own class, 1.0.
+
+    Products compare as Node labels spell them: NVML's "NVIDIA H100 80GB HBM3" is the label
+    value "NVIDIA-H100-80GB-HBM3".
+    """
+    key = label_safe(product)
     for rule in classes:
-        if product in rule.products or (not rule.products and product == rule.name):
+        names = {label_safe(p) for p in rule.products} or {label_safe(rule.name)}
+        if key in names:
             return rule.name, rule.weight
     return product, 1.0
+
+
+def label_safe(product: str) -> str:
+    return product.strip().replace(" ", "-")
 
 
 @dataclass(frozen=True, slots=True)

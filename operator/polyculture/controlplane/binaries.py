@@ -37,11 +37,15 @@ class Binaries:
     kube_controller_manager: Path
     kube_scheduler: Path
     kwok: Path
+    kwok_stages: Path  # kwok's "fast" node and pod stages, taken from its module
     kubectl: Path
     helm: Path
 
     def missing(self) -> list[Path]:
-        return [p for p in vars_of(self) if not os.access(p, os.X_OK)]
+        files = [p for p in vars_of(self) if p.suffix == ".yaml"]
+        return [
+            p for p in vars_of(self) if not (p.is_file() if p in files else os.access(p, os.X_OK))
+        ]
 
 
 def vars_of(b: Binaries) -> list[Path]:
@@ -60,6 +64,7 @@ def locate() -> Binaries:
         kube_controller_manager=bin_dir / f"kube-controller-manager-{kube}",
         kube_scheduler=bin_dir / f"kube-scheduler-{kube}",
         kwok=bin_dir / f"kwok-{v['KWOK_VERSION']}",
+        kwok_stages=bin_dir / f"kwok-stages-{v['KWOK_VERSION']}.yaml",
         kubectl=bin_dir / f"kubectl-{wheel_tag}",
         helm=bin_dir / f"helm-{wheel_tag}",
     )

@@ -51,7 +51,7 @@ def free_port() -> int:
         return port
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
+def die_with_parent() -> None:  # runs in the child between fork and exec
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
@@ -206,7 +206,7 @@ class ControlPlane:
             stdin=subprocess.DEVNULL,
             cwd=self.run_dir,
             start_new_session=True,  # a terminal's Ctrl-C reaches us, and we stop them in order
-            preexec_fn=None if self.detach else _die_with_parent,
+            preexec_fn=None if self.detach else die_with_parent,
         )
         log.close()
 
@@ -315,6 +315,8 @@ class ControlPlane:
             f"--service-account-signing-key-file={c.sa_key}",
             "--service-cluster-ip-range=10.0.0.0/24",
             "--allow-privileged=true",
+            # the kubernetes Service endpoint may not be a loopback address; nothing needs it here
+            "--endpoint-reconciler-type=none",
             "--profiling=false",
             "--v=1",
         ]
@@ -351,6 +353,7 @@ class ControlPlane:
         return [
             str(self.binaries.kwok),
             f"--kubeconfig={self.kubeconfig}",
+            f"--config={self.binaries.kwok_stages}",
             "--manage-all-nodes=false",
             "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
             "--cidr=10.0.0.0/24",

@@ -1,0 +1,1 @@
+"""CommunityModel handlers (filled in below)."""

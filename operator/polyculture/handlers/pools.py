@@ -1,0 +1,100 @@
+"""ComputePool: a daemon per pool keeps its status current from the indexed Nodes.
+
+Every ``TICK_S`` the daemon recomputes the status (pure, ``reconcile.pools``) and writes it only
+when it changed, so node changes show within seconds and a quiet pool writes nothing but the
+ledger every ``LEDGER_FLUSH_S``. Pools publish the nodes they claim in ``CLAIMS`` so that a node
+matched by two pools is reported on both and counted in the older one only.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from polyculture.api.compute_pool import ComputePoolSpec
+from polyculture.api.meta import GROUP, VERSION
+from polyculture.handlers.clock import CLOCK
+from polyculture.handlers.nodes import current_nodes
+from polyculture.inventory import NodeInfo
+from polyculture.kube.status import patch_pool_status
+from polyculture.reconcile.pools import needs_write, pool_status
+
+TICK_S = 1.0
+
+#: pool name -> (creationTimestamp, name) seniority key and the node names it matches
+CLAIMS: dict[str, tuple[tuple[str, str], frozenset[str]]] = {}
+_CLAIMS_LOCK = threading.Lock()
+
+
+def _others(name: str, seniority: tuple[str, str]) -> tuple[dict[str, frozenset[str]], ...]:
+    senior: dict[str, frozenset[str]] = {}
+    junior: dict[str, frozenset[str]] = {}
+    with _CLAIMS_LOCK:
+        for other, (key, nodes) in CLAIMS.items():
+            if other != name:
+                (senior if key < seniority else junior)[other] = nodes
+    return senior, junior
+
+
+@kopf.daemon(GROUP, VERSION, "computepools", cancellation_timeout=5.0)
+def pool_daemon(
+    *,
+    name: str,
+    body: kopf.Body,
+    stopped: kopf.DaemonStopped,
+    logger: kopf.Logger,
+    **kwargs: Any,
+) -> None:
+    nodes_index: kopf.Index[str, NodeInfo] = kwargs["nodes_index"]
+    seniority = (str(body.metadata.get("creationTimestamp", "")), name)
+    last_written: dict[str, Any] | None = None
+    try:
+        while not stopped:
+            try:
+                spec = ComputePoolSpec.model_validate(dict(body.spec))
+            except ValidationError as err:  # the schema should have caught it; never crash
+                logger.error(f"pool {name}: spec does not parse: {err}")
+                stopped.wait(10)
+                continue
+            now = CLOCK.now()
+            previous = last_written if last_written is not None else dict(body.status)
+            senior, junior = _others(name, seniority)
+            status, inv, changes = pool_status(
+                spec,
+                previous,
+                current_nodes(nodes_index),
+                now,
+                senior,
+                junior,
+                generation=body.metadata.get("generation"),
+                pool=name,
+            )
+            claimed = frozenset(n for m in inv.members for n in m.nodes)
+            with _CLAIMS_LOCK:
+                CLAIMS[name] = (seniority, claimed | _conflicted(inv))
+            if needs_write(previous, status, now):
+                patch_pool_status(name, status)
+                last_written = status
+                logger.debug(f"pool {name}: {inv.total_gpus} GPUs lendable")
+            for change in changes:
+                kopf.event(
+                    body,
+                    type="Normal" if change.lending else "Warning",
+                    reason=change.reason,
+                    message=change.message,
+                )
+                logger.info(f"pool {name}: {change.message}")
+            stopped.wait(TICK_S)
+    finally:
+        with _CLAIMS_LOCK:
+            CLAIMS.pop(name, None)
+
+
+def _conflicted(inv: Any) -> frozenset[str]:
+    """Nodes this pool matches but another senior pool counts: still claimed, for the report."""
+    return frozenset(
+        c.node for c in inv.conflicts if any(x.startswith("pool/") for x in c.claimants)
+    )

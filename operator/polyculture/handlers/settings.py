@@ -1,0 +1,29 @@
+"""Operator-wide kopf settings, each with the problem it avoids."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    # Our CRDs have structural status schemas: kopf's own bookkeeping in `status.kopf` would
+    # be pruned by the API server ("patching failed with inconsistencies"), so keep it in
+    # annotations instead.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
+        prefix="polyculture.dev"
+    )
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="polyculture.dev", key="last-handled-configuration"
+    )
+    # Without timeouts a watch can go silently idle after a network blip and never recover.
+    settings.watching.server_timeout = 120
+    settings.watching.client_timeout = 150
+    settings.watching.connect_timeout = 10
+    # Events for warnings and above only from kopf itself; our handlers post their own.
+    settings.posting.level = logging.WARNING
+    # A restarted operator must not wait minutes to retry a failed handler.
+    settings.networking.error_backoffs = [1, 2, 5, 10, 30]

@@ -1,0 +1,235 @@
+"""A ComputePool's status from its spec, the Nodes and the other pools (pure).
+
+The handler calls ``pool_status`` every few seconds with the indexed Nodes; it writes the
+result only when it differs from the stored status (``status_changed``), so that a quiet pool
+costs no API requests. The GPU-seconds ledger accrues from ``ledgerUpdatedAt``: after an
+operator restart it continues from the stored figures, and a gap longer than
+``MAX_ACCRUAL_GAP_S`` (the operator was down, nobody watched) is not credited.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from polyculture.api.compute_pool import ComputePoolSpec
+from polyculture.api.windows import window_open
+from polyculture.inventory import (
+    GPUClassRule,
+    MemberRule,
+    NodeInfo,
+    PoolInventory,
+    Selector,
+    accrue,
+    inventory,
+)
+
+MAX_ACCRUAL_GAP_S = 120.0
+#: a status that changed only in its ledger figures is written at most this often
+LEDGER_FLUSH_S = 30.0
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+@dataclass(frozen=True, slots=True)
+class LendingChange:
+    """An owner whose lending state changed: the handler turns it into an Event."""
+
+    owner: str
+    lending: bool
+    reason: str  # Reclaimed | OutsideLendingWindow | Lending
+    message: str
+
+
+def member_rules(spec: ComputePoolSpec, now: datetime) -> list[MemberRule]:
+    return [
+        MemberRule(
+            owner=m.owner,
+            selector=Selector(dict(m.node_selector)),
+            max_gpus=m.max_gpus,
+            reserved_gpus=m.reserved_gpus,
+            reclaimed=m.reclaim,
+            window_open=(not m.windows) or window_open(m.windows, now),
+        )
+        for m in spec.members
+    ]
+
+
+def class_rules(spec: ComputePoolSpec) -> list[GPUClassRule]:
+    return [GPUClassRule(c.name, c.weight, tuple(c.products)) for c in spec.fair_share.gpu_classes]
+
+
+def node_info(node: Mapping[str, Any]) -> NodeInfo:
+    """NodeInfo from a Node body (as a dict)."""
+    meta, spec, status = node.get("metadata", {}), node.get("spec", {}), node.get("status", {})
+    alloc = (status.get("allocatable") or {}).get("nvidia.com/gpu", "0")
+    try:
+        gpus = int(str(alloc))
+    except ValueError:
+        gpus = 0
+    conditions = status.get("conditions") or []
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+    return NodeInfo(
+        name=meta.get("name", ""),
+        labels=dict(meta.get("labels") or {}),
+        gpus=gpus,
+        ready=ready,
+        schedulable=not spec.get("unschedulable", False),
+    )
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.strptime(text, TIME_FORMAT).replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def pool_status(
+    spec: ComputePoolSpec,
+    previous: Mapping[str, Any],
+    nodes: Iterable[NodeInfo],
+    now: datetime,
+    senior_pools: Mapping[str, frozenset[str]],
+    junior_pools: Mapping[str, frozenset[str]],
+    generation: int | None = None,
+    pool: str = "",
+) -> tuple[dict[str, Any], PoolInventory, list[LendingChange]]:
+    """The status to store, the inventory behind it, and owners whose lending changed."""
+    rules = member_rules(spec, now)
+    inv = inventory(pool, rules, nodes, class_rules(spec), senior_pools, junior_pools)
+    prev_members = {m.get("owner"): m for m in previous.get("members") or []}
+    last = _parse_time(previous.get("ledgerUpdatedAt"))
+    elapsed = (now - last).total_seconds() if last else 0.0
+    if elapsed > MAX_ACCRUAL_GAP_S:
+        elapsed = 0.0
+
+    members: list[dict[str, Any]] = []
+    changes: list[LendingChange] = []
+    for m in inv.members:
+        before = prev_members.get(m.owner, {})
+        lending = m.unavailable_reason is None
+        provided = accrue(float(before.get("gpuSecondsProvided", 0.0)), _lent(before), elapsed)
+        members.append(
+            {
+                "owner": m.owner,
+                "nodes": len(m.nodes),
+                "gpusByClass": dict(m.gpus_by_class),
+                "healthyGPUs": m.healthy_gpus,
+                "availableGPUs": m.available_gpus,
+                "lending": lending,
+                "unavailableReason": m.unavailable_reason or "",
+                "gpuSecondsProvided": round(provided, 3),
+            }
+        )
+        if before and bool(before.get("lending")) != lending:
+            changes.append(_change(m.owner, m.unavailable_reason))
+
+    conditions = _conditions(inv, previous, now, generation)
+    status = {
+        "observedGeneration": generation,
+        "totalGPUs": inv.total_gpus,
+        "totalUnits": round(inv.total_units, 4),
+        "ownerCount": len(spec.members),
+        "communityCount": len(spec.communities),
+        "unhealthyGPUs": inv.unhealthy_gpus,
+        "capacity": [
+            {"gpuClass": c, "gpus": n, "units": round(inv.units_by_class[c], 4)}
+            for c, n in inv.capacity_by_class.items()
+        ],
+        "largestNodeGPUs": dict(inv.largest_node_by_class),
+        "members": members,
+        "conflicts": [
+            {"node": c.node, "claimants": list(c.claimants), "countedIn": c.winner}
+            for c in inv.conflicts
+        ],
+        "ledgerUpdatedAt": now.strftime(TIME_FORMAT),
+        "conditions": conditions,
+    }
+    # keep what other writers own (allocation, communities) untouched
+    for key in ("allocatedGPUs", "communities"):
+        if key in previous:
+            status[key] = previous[key]
+    return status, inv, changes
+
+
+def _lent(member_status: Mapping[str, Any]) -> int:
+    """GPUs that counted as lent since the last accrual (what the stored status said)."""
+    if not member_status.get("lending", False):
+        return 0
+    return int(member_status.get("availableGPUs", 0))
+
+
+def _change(owner: str, reason: str | None) -> LendingChange:
+    if reason == "Reclaimed":
+        return LendingChange(owner, False, reason, f"owner {owner} reclaimed its nodes")
+    if reason == "OutsideLendingWindow":
+        return LendingChange(owner, False, reason, f"lending window of owner {owner} closed")
+    return LendingChange(owner, True, "Lending", f"owner {owner} lends its nodes again")
+
+
+def _conditions(
+    inv: PoolInventory, previous: Mapping[str, Any], now: datetime, generation: int | None
+) -> list[dict[str, Any]]:
+    problems: list[tuple[str, str]] = []
+    if inv.unhealthy_gpus:
+        problems.append(("UnhealthyGPUs", f"{inv.unhealthy_gpus} GPUs are unhealthy"))
+    if inv.empty_selectors:
+        owners = ", ".join(inv.empty_selectors)
+        problems.append(("SelectorMatchesNothing", f"no node matches the selector of {owners}"))
+    if inv.conflicts:
+        shown = "; ".join(
+            f"{c.node} claimed by {', '.join(c.claimants)} (counted in {c.winner})"
+            for c in inv.conflicts[:5]
+        )
+        more = f" and {len(inv.conflicts) - 5} more" if len(inv.conflicts) > 5 else ""
+        problems.append(("NodeConflict", shown + more))
+    degraded = (
+        ("True", problems[0][0], "; ".join(m for _, m in problems))
+        if problems
+        else ("False", "Healthy", "all matched nodes are healthy and claimed once")
+    )
+    ready = (
+        ("True", "CapacityAvailable", f"{inv.total_gpus} GPUs lendable now")
+        if inv.total_gpus
+        else ("False", "NoCapacity", "no GPU is lendable now")
+    )
+    old = {c.get("type"): c for c in previous.get("conditions") or []}
+    out = []
+    for type_, (status, reason, message) in (("Ready", ready), ("Degraded", degraded)):
+        before = old.get(type_, {})
+        since = before.get("lastTransitionTime") if before.get("status") == status else None
+        out.append(
+            {
+                "type": type_,
+                "status": status,
+                "reason": reason,
+                "message": message,
+                "lastTransitionTime": since or now.strftime(TIME_FORMAT),
+                "observedGeneration": generation,
+            }
+        )
+    return out
+
+
+def needs_write(old: Mapping[str, Any], new: Mapping[str, Any], now: datetime) -> bool:
+    """Write when anything but the ledger changed, or the ledger is ``LEDGER_FLUSH_S`` old.
+
+    Between writes the lent GPUs are constant (a change is written at once), so accruing from
+    the stored ``ledgerUpdatedAt`` at the stored ``availableGPUs`` is exact.
+    """
+    if _without_ledger(old) != _without_ledger(new):
+        return True
+    last = _parse_time(old.get("ledgerUpdatedAt"))
+    return last is None or (now - last).total_seconds() >= LEDGER_FLUSH_S
+
+
+def _without_ledger(status: Mapping[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in status.items() if k != "ledgerUpdatedAt"}
+    out["members"] = [
+        {k: v for k, v in m.items() if k != "gpuSecondsProvided"} for m in out.get("members") or []
+    ]
+    return out
