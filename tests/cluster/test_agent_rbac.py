@@ -18,12 +18,12 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import yaml
 from kubernetes import client, config
-from kubernetes.client.rest import ApiException
+from kubernetes.client import ApiException
 
 from polyculture.agent import cli
 from polyculture.controlplane import ControlPlane, locate
@@ -82,35 +82,39 @@ def agent_kubeconfig(
     workdir = tmp_path_factory.mktemp("agent-rbac")
     namespace = f"agent-{uuid.uuid4().hex[:6]}"
     core = client.CoreV1Api(api_client)
-    core.create_namespace({"metadata": {"name": namespace}})
+    core.create_namespace(cast(Any, {"metadata": {"name": namespace}}))
     rendered = render_agent_templates(namespace, workdir)
     control_plane.kubectl("apply", "-f", "-", input=rendered)
     own, other = (f"agent-{uuid.uuid4().hex[:6]}" for _ in range(2))
     for name in (own, other):
         create_gpu_node(api_client, name, owner="acme", gpus=8)
 
-    pod = core.create_namespaced_pod(
+    pod: Any = core.create_namespaced_pod(
         namespace,
-        {
-            "metadata": {"name": "agent"},
-            "spec": {
-                "nodeName": own,
-                "serviceAccountName": AGENT,
-                "containers": [{"name": "agent", "image": "polyculture:test"}],
+        cast(
+            Any,
+            {
+                "metadata": {"name": "agent"},
+                "spec": {
+                    "nodeName": own,
+                    "serviceAccountName": AGENT,
+                    "containers": [{"name": "agent", "image": "polyculture:test"}],
+                },
             },
-        },
+        ),
     )
-    token = core.create_namespaced_service_account_token(
+    token_request: Any = core.create_namespaced_service_account_token(
         AGENT,
         namespace,
-        {
+        cast(Any, {
             "spec": {
                 "boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": "agent",
                                    "uid": pod.metadata.uid},
                 "expirationSeconds": 3600,
             }
-        },
-    ).status.token  # fmt: skip
+        }),
+    )  # fmt: skip
+    token: str = token_request.status.token
     kubeconfig = yaml.safe_load(control_plane.kubeconfig.read_text())
     kubeconfig["users"] = [{"name": kubeconfig["users"][0]["name"], "user": {"token": token}}]
     path = workdir / "agent.kubeconfig"
@@ -130,11 +134,13 @@ def agent_kubeconfig(
 
 
 def agent_core(kubeconfig: Path) -> client.CoreV1Api:
-    return client.CoreV1Api(config.new_client_from_config(config_file=str(kubeconfig)))
+    api = config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
+    return client.CoreV1Api(api)
 
 
 def labels_of(api_client: Any, node: str) -> dict[str, str]:
-    return client.CoreV1Api(api_client).read_node(node).metadata.labels or {}
+    got: Any = client.CoreV1Api(api_client).read_node(node)
+    return got.metadata.labels or {}
 
 
 def denied(call: Callable[[], Any]) -> ApiException | None:

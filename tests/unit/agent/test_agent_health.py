@@ -131,8 +131,9 @@ def test_node_health(node_gpus: tuple[GPU, ...], want_healthy: int, want_health:
 
 
 def test_node_product_and_memory_come_from_the_first_gpu_with_a_name() -> None:
-    nameless = GPU(index=0, failures=(QueryFailure(query="handle", error="GpuIsLost", message="")))
+    nameless = GPU(index=0, failures=(QueryFailure(query="handle", error="GpuIsLost", message=""),))
     h100 = replace(HEALTHY, index=1, name="NVIDIA H100 80GB HBM3", memory_total_mib=81559)
     node = NodeDiscovery(gpus=(nameless, h100, replace(HEALTHY, index=2)))
     assert (node.product, node.memory_total_mib) == ("NVIDIA H100 80GB HBM3", 81559)
     assert NodeDiscovery(gpus=(nameless,)).product is None
+    assert nameless.health is Health.UNHEALTHY
