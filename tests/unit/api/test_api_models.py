@@ -78,8 +78,8 @@ def test_camel_case_and_python_names_both_populate() -> None:
     assert parsed.communities[0].guaranteed_gpus == 1
     assert parsed.model_dump(by_alias=True, exclude_defaults=True) == spec
     by_name = ComputePoolSpec(
-        members=[{"owner": "a", "node_selector": {"k": "v"}}],  # type: ignore[list-item]
-        communities=[{"name": "c"}],  # type: ignore[list-item]
+        members=[{"owner": "a", "node_selector": {"k": "v"}}],
+        communities=[{"name": "c"}],
     )
     assert by_name.members[0].node_selector == {"k": "v"}
 
@@ -182,7 +182,7 @@ def test_summary_shows_why_a_model_is_invalid() -> None:
     status = CommunityModelStatus(
         phase=Phase.INVALID,
         conditions=[
-            {"type": "Valid", "status": "False", "reason": "PoolNotFound", "message": "no pool"}  # type: ignore[list-item]
+            {"type": "Valid", "status": "False", "reason": "PoolNotFound", "message": "no pool"}
         ],
     )
     assert status.summary == "no pool"
