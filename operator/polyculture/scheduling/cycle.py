@@ -41,6 +41,8 @@ FAIR_SHARE = "FairShare"
 
 #: a waiting reason, formatted only once the cycle is over: (formatter, its arguments)
 _Why = tuple[Callable[..., reasons.Reason], tuple[Any, ...]]
+#: a queued workload with the shapes that could ever hold it (cheapest first) or why none can
+_Entry = tuple[Workload, list[int], _Why | None]
 
 
 def schedule(snapshot: Snapshot) -> Decisions:
@@ -150,7 +152,7 @@ class _Cycle:
                 cands.sort(key=victim_order)
 
         # queues and demand
-        self.queues: list[list[Workload]] = [[] for _ in self.communities]
+        self.queues: list[list[_Entry]] = [[] for _ in self.communities]
         self.unknown: list[Workload] = []
         demand = dict.fromkeys(by_name, 0.0)
         for c, community in enumerate(self.communities):
@@ -160,12 +162,12 @@ class _Cycle:
             if c < 0:
                 self.unknown.append(w)
                 continue
-            self.queues[c].append(w)
-            fitting, _ = self._fit(w)
+            fitting, why = self._fit(w)
+            self.queues[c].append((w, fitting, why))
             if fitting:
                 demand[w.community] += w.gpus * self.shapes[fitting[0]].weight
         for q in self.queues:
-            q.sort(key=workload_order)
+            q.sort(key=lambda entry: workload_order(entry[0]))
         ent = entitlements(self.communities, demand, capacity, policy)
         self.entitled = [ent[c.name] for c in self.communities]
         self.caps = [
@@ -175,6 +177,7 @@ class _Cycle:
 
         self.admissions: list[Admission] = []
         self.preempted_in_pass = False
+        self.preempted_shapes: set[int] = set()
         #: (shape, GPUs per worker) -> (index version, fewest workers that failed to preempt)
         self._memo: dict[tuple[int, int], tuple[int, int]] = {}
 
@@ -199,26 +202,26 @@ class _Cycle:
             if g > 0 and sum(k * (size // g) for size, k in self.node_sizes[s].items()) >= w.workers
         ]
         if not eligible:
-            why = (reasons.no_matching_gpus, ())
+            why = (reasons.no_matching_gpus, (w.gpu_class, w.min_gpu_memory_mib))
         elif not fitting:
             largest = max(eligible, key=lambda s: max(self.node_sizes[s]))
             why = (
                 reasons.gang_too_large,
-                (self.shapes[largest].gpu_class, max(self.node_sizes[largest])),
+                (w.workers, g, self.shapes[largest].gpu_class, max(self.node_sizes[largest])),
             )
         self._fit_cache[key] = (fitting, why)
         return fitting, why
 
     def run(self) -> Decisions:
         queues = self.queues
-        waiting: list[tuple[Workload, _Why]] = []
+        settled: list[tuple[_Entry, _Why]] = []
         while True:
             self.preempted_in_pass = False
-            waiting = []
-            next_queues: list[list[Workload]] = [[] for _ in queues]
+            self.preempted_shapes.clear()
+            waiting: list[tuple[_Entry, _Why]] = []
             usage = [c.usage_gpu_seconds for c in self.communities]
             heap = [
-                community_key(self.alloc[c], self.entitled[c], usage[c], q[0], c)
+                community_key(self.alloc[c], self.entitled[c], usage[c], q[0][0], c)
                 for c, q in enumerate(queues)
                 if q
             ]
@@ -228,26 +231,39 @@ class _Cycle:
             while heap:
                 c = heapq.heappop(heap)[4]
                 q = queues[c]
-                w = q[at[c]]
+                entry = q[at[c]]
                 at[c] += 1
-                why = self._attempt(w, c)
+                why = self._attempt(entry, c)
                 if why is not None:
-                    waiting.append((w, why))
-                    next_queues[c].append(w)
+                    waiting.append((entry, why))
                 if at[c] < len(q):
                     heapq.heappush(
-                        heap, community_key(alloc[c], entitled[c], usage[c], q[at[c]], c)
+                        heap, community_key(alloc[c], entitled[c], usage[c], q[at[c]][0], c)
                     )
             if not self.preempted_in_pass:
+                settled += waiting
                 break
-            queues = next_queues
-        return self._decisions(waiting)
+            # Only GPUs a preemption freed and its preemptor left over can change the outcome
+            # for a workload already passed over: retry those that could use them.
+            leftover = {s for s in self.preempted_shapes if self.index.free_total[s] > 0}
+            queues = [[] for _ in queues]
+            # fitting lists are shared between workloads of the same shape of demand
+            touched: dict[int, bool] = {}
+            for entry, why in waiting:
+                hit = touched.get(id(entry[1]))
+                if hit is None:
+                    hit = touched[id(entry[1])] = not leftover.isdisjoint(entry[1])
+                if hit:
+                    queues[self.cid[entry[0].community]].append(entry)
+                else:
+                    settled.append((entry, why))
+        return self._decisions(settled)
 
-    def _attempt(self, w: Workload, c: int) -> _Why | None:
-        """Admit ``w`` (returns None) or return why it waits."""
-        fitting, why = self._fit(w)
+    def _attempt(self, entry: _Entry, c: int) -> _Why | None:
+        """Admit the entry's workload (returns None) or return why it waits."""
+        w, fitting, why = entry
         if why is not None:
-            return (why[0], (w, *why[1]))
+            return why
         index, shapes = self.index, self.shapes
         n, g = w.workers, w.gpus_per_worker
         need = n * g
@@ -257,24 +273,34 @@ class _Cycle:
         if allocated + cheapest > cap + EPSILON:
             return (reasons.over_cap, (allocated, cap, cheapest))
         free_total = index.free_total
+        capped = 0.0  # units on a shape with room that the cap rules out
         for s in fitting:
             if free_total[s] >= need and index.slots(s, g) >= n:
                 units = need * shapes[s].weight
                 if allocated + units <= cap + EPSILON:
                     self._admit(w, c, s, units)
                     return None
-        if self.policy.preemption and self._preempt_for(w, c, fitting):
+                capped = capped or units
+        # the cheapest shape costs least: if even it would take the community above its
+        # entitlement, no preemption is allowed on any shape
+        if (
+            self.policy.preemption
+            and allocated + cheapest <= self.entitled[c] + EPSILON
+            and self._preempt_for(w, c, fitting)
+        ):
             return None
+        if capped:
+            return (reasons.over_cap, (allocated, cap, capped))
         for s in fitting:
             if free_total[s] >= need:
                 cls = shapes[s].gpu_class
-                return (reasons.fragmented, (w, cls, index.largest_block(s)))
+                return (reasons.fragmented, (n, g, cls, index.largest_block(s)))
         if allocated + cheapest > self.entitled[c] + EPSILON:
             return (reasons.over_share, (allocated, self.entitled[c], cheapest))
         s = fitting[0]
         return (
             reasons.pool_exhausted,
-            (w, shapes[s].gpu_class, free_total[s], self.policy.preemption),
+            (n, g, shapes[s].gpu_class, free_total[s], self.policy.preemption),
         )
 
     def _preempt_for(self, w: Workload, c: int, fitting: list[int]) -> bool:
@@ -303,8 +329,9 @@ class _Cycle:
                 continue
             for live in victims:
                 live.preempted = True
-                self.preemptions.append(Preemption(live.running, FAIR_SHARE))
+                self.preemptions.append(Preemption(live.running, FAIR_SHARE, by=w.key))
             self.preempted_in_pass = True
+            self.preempted_shapes.add(s)
             self._admit(w, c, s, units)
             return True
         return False
@@ -322,14 +349,17 @@ class _Cycle:
         self.admissions.append(Admission(w, tuple(names[i] for i in nodes)))
         self.alloc[c] += units
 
-    def _decisions(self, waiting: list[tuple[Workload, _Why]]) -> Decisions:
+    def _decisions(self, waiting: list[tuple[_Entry, _Why]]) -> Decisions:
         out: list[Waiting] = []
-        for w, (formatter, args) in waiting:
-            code, message = formatter(*args)
-            out.append(Waiting(w, code, message))
+        # thousands of waiting workloads share a handful of reasons: format each once
+        formatted: dict[_Why, reasons.Reason] = {}
+        for entry, why in waiting:
+            reason = formatted.get(why)
+            if reason is None:
+                reason = formatted[why] = why[0](*why[1])
+            out.append(Waiting(entry[0], *reason))
         for w in self.unknown:
-            code, message = reasons.unknown_community(w)
-            out.append(Waiting(w, code, message))
+            out.append(Waiting(w, *reasons.unknown_community(w.community)))
         names = [c.name for c in self.communities]
         return Decisions(
             admissions=tuple(self.admissions),

@@ -6,9 +6,9 @@ with enough free GPUs succeeds (taking ``g`` GPUs from a node with ``f >= g`` fr
 exactly one of its ``f // g`` slots), so placement never rolls back.
 
 - training: the community's own owners' nodes first, best fit; then any node, best fit.
-- serving: replicas spread across owners — each goes to the owner with the fewest replicas of
-  this workload so far (ties: own owners, then best fit, then owner id, which follows owner
-  name order).
+- serving: replicas spread across owners — each goes to an owner holding no replica of this
+  workload yet (own owners first, then best fit); once every owner with room holds one, to
+  the owner holding fewest (ties: own owners, best fit, owner name).
 """
 
 from __future__ import annotations
@@ -49,22 +49,47 @@ def _spread(
     index: FreeIndex, shape: int, workers: int, gpus: int, own_owners: tuple[int, ...]
 ) -> list[int]:
     replicas: dict[int, int] = {}
-    own = set(own_owners)
+    owner_of = index.owner_of
+    buckets, count = index.buckets[shape], index.count[shape]
     placed: list[int] = []
     for _ in range(workers):
-        best: tuple[int, int, int, int] | None = None
-        best_node = -1
-        for owner in index.owners_in_shape[shape]:
-            free, node = index.owner_best_fit(shape, owner, gpus)
-            if node < 0:
-                continue
-            key = (replicas.get(owner, 0), 0 if owner in own else 1, free, owner)
-            if best is None or key < best:
-                best, best_node = key, node
-        if best_node < 0:
+        # 1. an own owner without a replica of this workload yet, best fit
+        fresh = tuple(o for o in own_owners if o not in replicas)
+        node = index.best_fit(shape, gpus, fresh) if fresh else -1
+        # 2. any owner without a replica yet, best fit (skips at most the nodes of the few
+        #    owners already used, so this stays cheap with thousands of nodes)
+        if node < 0:
+            for free in range(gpus, len(count)):
+                if count[free]:
+                    bucket = buckets[free]
+                    for i in range(len(bucket) - 1, -1, -1):
+                        if owner_of[bucket[i]] not in replicas:
+                            node = bucket[i]
+                            break
+                    if node >= 0:
+                        break
+        # 3. every owner with room holds a replica: the one holding fewest
+        if node < 0:
+            node = _least_loaded(index, shape, gpus, replicas, own_owners)
+        if node < 0:
             raise RuntimeError("placement without enough free slots")
-        index.take(best_node, gpus)
-        owner = index.owner_of[best_node]
+        index.take(node, gpus)
+        owner = owner_of[node]
         replicas[owner] = replicas.get(owner, 0) + 1
-        placed.append(best_node)
+        placed.append(node)
     return placed
+
+
+def _least_loaded(
+    index: FreeIndex, shape: int, gpus: int, replicas: dict[int, int], own: tuple[int, ...]
+) -> int:
+    best: tuple[int, int, int, int] | None = None
+    best_node = -1
+    for owner in index.owners_in_shape[shape]:
+        free, node = index.owner_best_fit(shape, owner, gpus)
+        if node < 0:
+            continue
+        key = (replicas.get(owner, 0), 0 if owner in own else 1, free, owner)
+        if best is None or key < best:
+            best, best_node = key, node
+    return best_node

@@ -92,9 +92,12 @@ def find_victims(
     starved = False  # a candidate was skipped because its community had no surplus left
     fits = False
     for live in candidates:
-        if live.preempted or live.community == preemptor or live.community < 0:
+        v = live.community
+        if live.preempted or v == preemptor or v < 0:
             continue
-        if not _givable(live, alloc, entitled, guaranteed):
+        # _givable, inlined: this loop is the hot part of preemption
+        left = alloc[v] - live.units
+        if left < entitled[v] - EPSILON or (live.serving and left < guaranteed[v] - EPSILON):
             starved = True
             continue
         _remove(index, live, alloc)

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import Final
 
-from polyculture.scheduling.snapshot import Workload
-
 UNKNOWN_COMMUNITY: Final = "UnknownCommunity"
 NO_MATCHING_GPUS: Final = "NoMatchingGPUs"
 GANG_TOO_LARGE: Final = "GangTooLarge"
@@ -30,26 +28,27 @@ def gpus(x: float) -> str:
     return f"{x:.1f} GPUs"
 
 
-def _what(w: Workload, gpu_class: str) -> str:
-    block = f"{w.gpus_per_worker} × {gpu_class}"
-    return block if w.workers == 1 else f"{w.workers} workers of {block}"
+def _what(workers: int, gpus_per_worker: int, gpu_class: str) -> str:
+    block = f"{gpus_per_worker} × {gpu_class}"
+    return block if workers == 1 else f"{workers} workers of {block}"
 
 
-def unknown_community(w: Workload) -> Reason:
-    return UNKNOWN_COMMUNITY, f'community "{w.community}" is not a member of this pool'
+def unknown_community(community: str) -> Reason:
+    return UNKNOWN_COMMUNITY, f'community "{community}" is not a member of this pool'
 
 
-def no_matching_gpus(w: Workload) -> Reason:
-    wanted = f"GPU class {w.gpu_class}" if w.gpu_class else "GPUs"
-    if w.min_gpu_memory_mib:
-        wanted += f" with ≥ {w.min_gpu_memory_mib} MiB each"
+def no_matching_gpus(gpu_class: str | None, min_gpu_memory_mib: int) -> Reason:
+    wanted = f"GPU class {gpu_class}" if gpu_class else "GPUs"
+    if min_gpu_memory_mib:
+        wanted += f" with ≥ {min_gpu_memory_mib} MiB each"
     return NO_MATCHING_GPUS, f"needs {wanted}; the pool has none available"
 
 
-def gang_too_large(w: Workload, gpu_class: str, largest_node: int) -> Reason:
+def gang_too_large(workers: int, gpus_per_worker: int, gpu_class: str, largest_node: int) -> Reason:
     return (
         GANG_TOO_LARGE,
-        f"needs {_what(w, gpu_class)} on one node each; the pool cannot hold it even when "
+        f"needs {_what(workers, gpus_per_worker, gpu_class)} on one node each; the pool "
+        "cannot hold it even when "
         f"empty (largest {gpu_class} node has {largest_node} GPUs)",
     )
 
@@ -62,8 +61,9 @@ def over_cap(allocated: float, cap: float, need: float) -> Reason:
     )
 
 
-def fragmented(w: Workload, gpu_class: str, largest_block: int) -> Reason:
-    return FRAGMENTED, f"needs {_what(w, gpu_class)}, largest free block is {largest_block}"
+def fragmented(workers: int, gpus_per_worker: int, gpu_class: str, largest_block: int) -> Reason:
+    what = _what(workers, gpus_per_worker, gpu_class)
+    return FRAGMENTED, f"needs {what}, largest free block is {largest_block}"
 
 
 def over_share(allocated: float, entitled: float, need: float) -> Reason:
@@ -81,9 +81,9 @@ def over_share(allocated: float, entitled: float, need: float) -> Reason:
     )
 
 
-def pool_exhausted(w: Workload, gpu_class: str, free: int, preemption: bool) -> Reason:
+def pool_exhausted(
+    workers: int, gpus_per_worker: int, gpu_class: str, free: int, preemption: bool
+) -> Reason:
     why = "none preemptible within fair share" if preemption else "preemption is off"
-    return (
-        POOL_EXHAUSTED,
-        f"pool capacity exhausted: needs {_what(w, gpu_class)}, {free} {gpu_class} free, {why}",
-    )
+    what = _what(workers, gpus_per_worker, gpu_class)
+    return POOL_EXHAUSTED, f"pool capacity exhausted: needs {what}, {free} {gpu_class} free, {why}"

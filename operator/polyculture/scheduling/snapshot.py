@@ -126,10 +126,14 @@ class Admission:
 
 @dataclass(frozen=True, slots=True)
 class Preemption:
-    """Stop ``running``: ``reason`` is ``OwnerReclaim`` or ``FairShare``."""
+    """Stop ``running``: ``reason`` is ``OwnerReclaim`` or ``FairShare``.
+
+    ``by`` is the key of the workload admitted on the GPUs it frees (``FairShare`` only).
+    """
 
     running: Running
     reason: str
+    by: str = ""
 
 
 @dataclass(frozen=True, slots=True)

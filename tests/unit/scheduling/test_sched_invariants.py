@@ -1,0 +1,369 @@
+"""Property tests of the scheduling core's invariants (hypothesis), on small random pools.
+
+Covers, for every generated snapshot: no node is over-allocated; a gang is admitted whole,
+on nodes that match its class and memory, or not at all; every pending workload is either
+admitted or waiting, once; work conservation (nothing waits that fits in the free GPUs,
+unless its community is at its cap); no community below its entitlement waits while another
+community above its entitlement holds a preemptible workload it could give (this is also
+what "guarantees are met when demanded" means once a guarantee is a floor of the
+entitlement); entitlements respect floors and caps and sum to what can be used; a victim
+community never ends below its entitlement and no preemption is undone by the next cycle
+(no cycles); the same snapshot gives equal decisions, whatever the hash seed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import defaultdict
+from dataclasses import replace
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from polyculture.scheduling import (
+    Community,
+    Decisions,
+    GPUClass,
+    Node,
+    Policy,
+    Running,
+    Snapshot,
+    Workload,
+    schedule,
+)
+
+EPS = 1e-6
+CLASSES = (GPUClass("A", 1.0, 81920), GPUClass("B", 0.5, 24576))
+CLASS = {c.name: c for c in CLASSES}
+OWNERS = ("o1", "o2", "o3")
+# modest by default (the whole unit suite must stay fast on 2 cores); raise it to hunt bugs
+EXAMPLES = int(os.environ.get("POLYCULTURE_SCHED_EXAMPLES", "80"))
+SETTINGS = settings(
+    max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+
+
+@st.composite
+def snapshots(draw: st.DrawFn) -> Snapshot:
+    n_nodes = draw(st.integers(1, 6))
+    nodes = tuple(
+        Node(
+            f"n{i}",
+            draw(st.sampled_from(OWNERS)),
+            draw(st.sampled_from(("A", "A", "B"))),
+            draw(st.sampled_from((1, 2, 4, 8))),
+            available=draw(st.booleans()) or draw(st.booleans()) or draw(st.booleans()),
+        )
+        for i in range(n_nodes)
+    )
+    names = [f"c{i}" for i in range(draw(st.integers(1, 4)))]
+    communities = tuple(
+        Community(
+            name,
+            weight=draw(st.sampled_from((0.5, 1.0, 2.0))),
+            guaranteed_gpus=draw(st.sampled_from((0, 0, 2, 4, 8))),
+            max_gpus=draw(st.sampled_from((None, None, 4, 8, 16))),
+            usage_gpu_seconds=draw(st.sampled_from((0.0, 10.0, 100.0))),
+            contribution_gpu_seconds=draw(st.sampled_from((0.0, 50.0, 200.0))),
+            owners=tuple(draw(st.lists(st.sampled_from(OWNERS), max_size=2, unique=True))),
+        )
+        for name in names
+    )
+    # running: place random gangs first-fit on a random node order (availability ignored,
+    # so that some run on reclaimed nodes)
+    free = {n.name: n.gpus for n in nodes}
+    running = []
+    for i in range(draw(st.integers(0, 8))):
+        g = draw(st.sampled_from((1, 1, 2, 4)))
+        workers = draw(st.integers(1, 2))
+        order = draw(st.permutations([n.name for n in nodes]))
+        placement: list[str] = []
+        for name in order:
+            while free[name] >= g and len(placement) < workers:
+                free[name] -= g
+                placement.append(name)
+        if len(placement) < workers:
+            for name in placement:
+                free[name] += g
+            continue
+        w = Workload(
+            f"run{i}",
+            draw(st.sampled_from(names)),
+            workers,
+            g,
+            priority=draw(st.integers(0, 2)),
+            serving=draw(st.booleans()),
+            created=-1.0,
+        )
+        running.append(Running(w, tuple(placement), started=draw(st.sampled_from((0.0, 80.0)))))
+    pending = tuple(
+        Workload(
+            f"p{i}",
+            draw(st.sampled_from(names)),
+            draw(st.integers(1, 3)),
+            draw(st.sampled_from((1, 2, 4, 8))),
+            priority=draw(st.integers(0, 2)),
+            serving=draw(st.booleans()),
+            gpu_class=draw(st.sampled_from((None, None, "A", "B"))),
+            min_gpu_memory_mib=draw(st.sampled_from((0, 0, 40000))),
+            created=float(draw(st.integers(0, 5))),
+        )
+        for i in range(draw(st.integers(0, 8)))
+    )
+    policy = Policy(
+        basis=draw(st.sampled_from(("weight", "contribution", "blend"))),
+        preemption=draw(st.booleans()) or draw(st.booleans()),
+        min_runtime_s=draw(st.sampled_from((0.0, 50.0))),
+        gpu_classes=CLASSES,
+    )
+    return Snapshot(nodes, communities, tuple(running), pending, now=100.0, policy=policy)
+
+
+# ---- an independent model of the outcome ------------------------------------------------
+
+
+def weight_of(node: Node) -> float:
+    return CLASS[node.gpu_class].weight
+
+
+def memory_of(node: Node) -> int:
+    return node.memory_mib or CLASS[node.gpu_class].memory_mib
+
+
+def eligible(node: Node, w: Workload) -> bool:
+    return (w.gpu_class is None or node.gpu_class == w.gpu_class) and memory_of(
+        node
+    ) >= w.min_gpu_memory_mib
+
+
+class Outcome:
+    """The pool once the decisions are applied, computed from scratch."""
+
+    def __init__(self, snap: Snapshot, d: Decisions) -> None:
+        self.snap, self.d = snap, d
+        self.nodes = {n.name: n for n in snap.nodes}
+        preempted = {p.running.workload.key for p in d.preemptions}
+        self.survivors = [r for r in snap.running if r.workload.key not in preempted]
+        self.used: dict[str, int] = defaultdict(int)
+        self.alloc: dict[str, float] = defaultdict(float)
+        self.alloc_snapshot: dict[str, float] = defaultdict(float)  # survivors only
+        for r in self.survivors:
+            for name in r.placement:
+                self.used[name] += r.workload.gpus_per_worker
+                units = r.workload.gpus_per_worker * weight_of(self.nodes[name])
+                self.alloc[r.workload.community] += units
+                self.alloc_snapshot[r.workload.community] += units
+        for a in d.admissions:
+            for name in a.placement:
+                self.used[name] += a.workload.gpus_per_worker
+                self.alloc[a.workload.community] += a.workload.gpus_per_worker * weight_of(
+                    self.nodes[name]
+                )
+
+    def free(self, name: str) -> int:
+        node = self.nodes[name]
+        return max(0, node.gpus - self.used[name]) if node.available else 0
+
+    def fits(self, w: Workload, shape: tuple[str, int], extra: dict[str, int]) -> bool:
+        slots = sum(
+            (self.free(n.name) + extra.get(n.name, 0)) // w.gpus_per_worker
+            for n in self.snap.nodes
+            if n.available and (n.gpu_class, memory_of(n)) == shape
+        )
+        return slots >= w.workers
+
+    def shapes(self, w: Workload) -> list[tuple[str, int]]:
+        return sorted(
+            {(n.gpu_class, memory_of(n)) for n in self.snap.nodes if n.available and eligible(n, w)}
+        )
+
+
+def communities_of(snap: Snapshot) -> dict[str, Community]:
+    return {c.name: c for c in snap.communities}
+
+
+# ---- the invariants -----------------------------------------------------------------------
+
+
+@SETTINGS
+@given(snapshots())
+def test_no_node_is_over_allocated_and_gangs_are_whole(snap: Snapshot) -> None:
+    d = schedule(snap)
+    out = Outcome(snap, d)
+    before = {n.name: 0 for n in snap.nodes}
+    for r in snap.running:
+        for name in r.placement:
+            if name in before:
+                before[name] += r.workload.gpus_per_worker
+    for a in d.admissions:
+        assert len(a.placement) == a.workload.workers
+        for name in a.placement:
+            node = out.nodes[name]
+            assert node.available and eligible(node, a.workload)
+        # one shape per gang, so its workers are interchangeable
+        assert len({(out.nodes[n].gpu_class, memory_of(out.nodes[n])) for n in a.placement}) == 1
+    for node in snap.nodes:
+        if any(node.name in a.placement for a in d.admissions):
+            assert out.used[node.name] <= node.gpus
+
+
+@SETTINGS
+@given(snapshots())
+def test_every_pending_workload_is_admitted_or_waiting_once(snap: Snapshot) -> None:
+    d = schedule(snap)
+    decided = [a.workload.key for a in d.admissions] + [w.workload.key for w in d.waiting]
+    assert sorted(decided) == sorted(w.key for w in snap.pending)
+    running = {r.workload.key for r in snap.running}
+    assert all(p.running.workload.key in running for p in d.preemptions)
+    for w in d.waiting:
+        assert w.reason[0].isupper() and " " not in w.reason and w.message
+
+
+@SETTINGS
+@given(snapshots())
+def test_work_conservation(snap: Snapshot) -> None:
+    d = schedule(snap)
+    out = Outcome(snap, d)
+    communities = communities_of(snap)
+    for waiting in d.waiting:
+        w = waiting.workload
+        for shape in out.shapes(w):
+            if out.fits(w, shape, {}):
+                c = communities[w.community]
+                units = w.gpus * CLASS[shape[0]].weight
+                assert waiting.reason == "OverCap", (waiting, shape)
+                assert c.max_gpus is not None and out.alloc[c.name] + units > c.max_gpus - EPS
+
+
+@SETTINGS
+@given(snapshots())
+def test_nobody_below_its_share_waits_for_gpus_someone_above_could_give(
+    snap: Snapshot,
+) -> None:
+    d = schedule(snap)
+    out = Outcome(snap, d)
+    if not snap.policy.preemption:
+        return
+    ent = d.entitlements
+    communities = communities_of(snap)
+    for waiting in d.waiting:
+        w = waiting.workload
+        if w.community not in communities:
+            continue
+        for shape in out.shapes(w):
+            units = w.gpus * CLASS[shape[0]].weight
+            if out.alloc[w.community] + units > ent[w.community] + EPS:
+                continue  # admitting it would take its community above its entitlement
+            for r in out.survivors:
+                v = r.workload.community
+                if v == w.community or v not in communities:
+                    continue
+                if snap.now - r.started < snap.policy.min_runtime_s:
+                    continue
+                r_units = sum(
+                    r.workload.gpus_per_worker * weight_of(out.nodes[n]) for n in r.placement
+                )
+                left = out.alloc_snapshot[v] - r_units
+                if left < ent[v] - EPS:
+                    continue  # giving it would take the victim below its entitlement
+                if r.workload.serving and left < communities[v].guaranteed_gpus - EPS:
+                    continue
+                extra: dict[str, int] = defaultdict(int)
+                for n in r.placement:
+                    extra[n] += r.workload.gpus_per_worker
+                assert not out.fits(w, shape, extra), (waiting, r)
+
+
+@SETTINGS
+@given(snapshots())
+def test_entitlements_respect_floors_caps_and_capacity(snap: Snapshot) -> None:
+    d = schedule(snap)
+    ent = d.entitlements
+    assert set(ent) == {c.name for c in snap.communities}
+    capacity = sum(n.gpus * weight_of(n) for n in snap.nodes if n.available)
+    assert sum(ent.values()) <= capacity + EPS
+    for c in snap.communities:
+        assert ent[c.name] >= -EPS
+        if c.max_gpus is not None:
+            assert ent[c.name] <= c.max_gpus + EPS
+    floors_fit = sum(c.guaranteed_gpus for c in snap.communities) <= capacity
+    demanded = {w.community for w in snap.pending} | {r.workload.community for r in snap.running}
+    if floors_fit:
+        for c in snap.communities:
+            if c.name not in demanded:
+                assert ent[c.name] == 0
+    assert all(v >= -EPS for v in d.allocated.values())
+
+
+def next_cycle(snap: Snapshot, d: Decisions) -> Snapshot:
+    """The snapshot after applying ``d``: victims re-queued, admissions running."""
+    preempted = {p.running.workload.key: p for p in d.preemptions}
+    running = tuple(r for r in snap.running if r.workload.key not in preempted) + tuple(
+        Running(a.workload, a.placement, started=snap.now) for a in d.admissions
+    )
+    pending = tuple(w.workload for w in d.waiting) + tuple(
+        p.running.workload for p in d.preemptions
+    )
+    return replace(snap, running=running, pending=pending, now=snap.now + 1000.0)
+
+
+@SETTINGS
+@given(snapshots())
+def test_no_preemption_cycles(snap: Snapshot) -> None:
+    d1 = schedule(snap)
+    snap2 = next_cycle(snap, d1)
+    d2 = schedule(snap2)
+    for snap_i, d in ((snap, d1), (snap2, d2)):
+        community = {w.key: w.community for w in snap_i.pending}
+        for p in d.preemptions:
+            if p.reason != "FairShare":
+                continue
+            victim = p.running.workload.community
+            assert d.allocated[victim] >= d.entitlements[victim] - EPS
+            assert d.allocated[community[p.by]] <= d.entitlements[community[p.by]] + EPS
+    first = {w.key: w.community for w in snap.pending}
+    second = {w.key: w.community for w in snap2.pending}
+    took = {
+        (first[p.by], p.running.workload.community)
+        for p in d1.preemptions
+        if p.reason == "FairShare"
+    }
+    for p in d2.preemptions:
+        if p.reason == "FairShare":
+            assert (p.running.workload.community, second[p.by]) not in took
+
+
+@SETTINGS
+@given(snapshots())
+def test_decisions_are_deterministic(snap: Snapshot) -> None:
+    assert schedule(snap) == schedule(snap)
+
+
+DIGEST = """
+import hashlib, json, random
+from polyculture.scheduling import schedule
+from polyculture.simulation.bench import synthetic_snapshot
+d = schedule(synthetic_snapshot(nodes=60, gpus_per_node=8, communities=7, pending=400, seed=3))
+text = json.dumps([[a.workload.key, a.placement] for a in d.admissions]
+                  + [[p.running.workload.key, p.reason, p.by] for p in d.preemptions]
+                  + [[w.workload.key, w.reason, w.message] for w in d.waiting]
+                  + sorted(d.entitlements.items()))
+print(hashlib.sha256(text.encode()).hexdigest())
+"""
+
+
+def test_decisions_do_not_depend_on_the_hash_seed() -> None:
+    digests = {
+        subprocess.run(
+            [sys.executable, "-c", DIGEST],
+            env={"PYTHONHASHSEED": seed, "PATH": "/usr/bin:/bin"},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in ("1", "2")
+    }
+    assert len(digests) == 1, json.dumps(sorted(digests))
