@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 from kubernetes import client
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 from polyculture.controlplane import ControlPlane
 
@@ -232,7 +232,7 @@ UPDATE_CASES = [
 
 
 def causes(error: ApiException) -> tuple[str, list[dict[str, str]]]:
-    body = json.loads(error.body)
+    body = json.loads(error.body or "{}")
     return body.get("message", ""), body.get("details", {}).get("causes", [])
 
 
@@ -300,7 +300,9 @@ def holding(objects: client.CustomObjectsApi) -> str:
 
 
 def replace(api: client.CustomObjectsApi, name: str, case: Bad) -> Any:
-    current = api.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "communitymodels", name)
+    current: Any = api.get_namespaced_custom_object(
+        GROUP, VERSION, NAMESPACE, "communitymodels", name
+    )
     wanted = case.manifest()
     wanted["metadata"] = current["metadata"]
     wanted["status"] = current.get("status")
