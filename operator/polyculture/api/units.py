@@ -94,20 +94,88 @@ def _check_time_zone(name: str) -> str:
     return name
 
 
-DNSLabel = Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL_PATTERN)]
+def cel_format(pattern: str, message: str, *, min_length: int, max_length: int) -> WithJsonSchema:
+    """The schema of a formatted string: bounds, plus the format as a CEL rule.
+
+    A CEL ``matches`` rule instead of a schema ``pattern`` lets the API server answer with
+    ``message`` ("must be a duration such as 30s, 5m, 1h30m or 7d") rather than the regular
+    expression. Python checks the same pattern through ``Field(pattern=...)``.
+    """
+    return WithJsonSchema(
+        {
+            "type": "string",
+            "minLength": min_length,
+            "maxLength": max_length,
+            "x-kubernetes-validations": [
+                {"rule": f"self.matches(r'{pattern}')", "message": message}
+            ],
+        }
+    )
+
+
+DNSLabel = Annotated[
+    str,
+    Field(min_length=1, max_length=63, pattern=DNS_LABEL_PATTERN),
+    cel_format(
+        DNS_LABEL_PATTERN,
+        "must be a DNS-1123 label: lowercase letters, digits and '-', starting and ending "
+        "with a letter or digit",
+        min_length=1,
+        max_length=63,
+    ),
+]
 Duration = Annotated[
     str,
     Field(min_length=2, max_length=32, pattern=DURATION_PATTERN),
     AfterValidator(_check_duration),
+    cel_format(
+        DURATION_PATTERN,
+        "must be a duration such as 30s, 5m, 1h30m or 7d (units d, h, m, s in this order)",
+        min_length=2,
+        max_length=32,
+    ),
 ]
-Sha256 = Annotated[str, Field(min_length=64, max_length=64, pattern=SHA256_PATTERN)]
+Sha256 = Annotated[
+    str,
+    Field(min_length=64, max_length=64, pattern=SHA256_PATTERN),
+    cel_format(
+        SHA256_PATTERN,
+        "must be a SHA-256 digest: 64 lowercase hexadecimal digits",
+        min_length=64,
+        max_length=64,
+    ),
+]
 TimeZone = Annotated[
     str,
     Field(min_length=1, max_length=64, pattern=TIME_ZONE_PATTERN),
     AfterValidator(_check_time_zone),
+    cel_format(
+        TIME_ZONE_PATTERN,
+        "must be an IANA time zone name such as Europe/Berlin, America/Lima or UTC",
+        min_length=1,
+        max_length=64,
+    ),
 ]
-URI = Annotated[str, Field(min_length=3, max_length=2048, pattern=URI_PATTERN)]
-GPUClassName = Annotated[str, Field(min_length=1, max_length=63, pattern=GPU_CLASS_PATTERN)]
+URI = Annotated[
+    str,
+    Field(min_length=3, max_length=2048, pattern=URI_PATTERN),
+    cel_format(
+        URI_PATTERN,
+        "must be a URI with a scheme, such as s3://bucket/key, hf://org/model or file:///path",
+        min_length=3,
+        max_length=2048,
+    ),
+]
+GPUClassName = Annotated[
+    str,
+    Field(min_length=1, max_length=63, pattern=GPU_CLASS_PATTERN),
+    cel_format(
+        GPU_CLASS_PATTERN,
+        "must be a GPU class name such as H100 or A100-80GB: letters, digits, '-', '_', '.'",
+        min_length=1,
+        max_length=63,
+    ),
+]
 
 _QUANTITY_SCHEMA: Final[dict[str, Any]] = {
     "anyOf": [{"type": "integer"}, {"type": "string"}],

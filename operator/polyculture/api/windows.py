@@ -17,15 +17,30 @@ from typing import Annotated, Final
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from polyculture.api.units import TimeZone
+from polyculture.api.units import TimeZone, cel_format
 
 #: ``HH:MM`` from 00:00 to 23:59.
 CLOCK_PATTERN: Final = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
 #: Like ``CLOCK_PATTERN`` but also ``24:00``, the end of the day (only for ``to``).
 CLOCK_END_PATTERN: Final = r"^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$"
 
-ClockTime = Annotated[str, Field(min_length=5, max_length=5, pattern=CLOCK_PATTERN)]
-ClockEnd = Annotated[str, Field(min_length=5, max_length=5, pattern=CLOCK_END_PATTERN)]
+ClockTime = Annotated[
+    str,
+    Field(min_length=5, max_length=5, pattern=CLOCK_PATTERN),
+    cel_format(
+        CLOCK_PATTERN, "must be a time HH:MM from 00:00 to 23:59", min_length=5, max_length=5
+    ),
+]
+ClockEnd = Annotated[
+    str,
+    Field(min_length=5, max_length=5, pattern=CLOCK_END_PATTERN),
+    cel_format(
+        CLOCK_END_PATTERN,
+        "must be a time HH:MM from 00:00 to 23:59, or 24:00 for the end of the day",
+        min_length=5,
+        max_length=5,
+    ),
+]
 
 
 class Weekday(StrEnum):
