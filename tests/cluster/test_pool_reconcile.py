@@ -100,9 +100,13 @@ def patch_pool(api_client: Any, spec: dict[str, Any]) -> None:
     )
 
 
-def test_capacity_per_owner_and_class(pool: Any, api_client: Any) -> None:
+def test_capacity_per_owner_and_class(pool: Any, api_client: Any, operator: Any) -> None:
     want = {"ada": 32, "bo": 16, "cy": 16}
-    wait_for(lambda: available(api_client) == want, 10, "capacity per owner")
+    try:
+        wait_for(lambda: available(api_client) == want, 10, "capacity per owner")
+    except AssertionError:
+        print(status(api_client), operator.log_tail())
+        raise
     st = status(api_client)
     assert st["totalGPUs"] == 64
     assert st["totalUnits"] == pytest.approx(48 + 16 * 0.25)

@@ -15,7 +15,10 @@ Status layout (written only by the operator)::
       communityCount: 4
       capacity: [{gpuClass: H100, gpus: 16, units: 16.0}, ...]
       largestNodeGPUs: {H100: 8, A100: 8, L4: 4}
-      members: [{owner, nodes, gpusByClass, healthyGPUs, availableGPUs, lending,
+      unhealthyGPUs: 0           # GPUs of Ready nodes the agent found unhealthy
+      conflicts: [{node, claimants, countedIn}]   # a node claimed twice, counted once
+      ledgerUpdatedAt: ...       # the GPU-seconds ledger accrues from here
+      members: [{owner, nodes, gpusByClass, healthyGPUs, availableGPUs, lending, unavailableReason,
                  gpuSecondsProvided}, ...]
       communities: [{name, entitledUnits, allocatedGPUs, allocatedUnits, pendingGPUs,
                      gpuSecondsConsumed}, ...]
@@ -24,6 +27,7 @@ Status layout (written only by the operator)::
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
@@ -297,7 +301,21 @@ class MemberStatus(StatusModel):
         default=0, ge=0, alias="availableGPUs", description="Lendable now (window, cap, reclaim)."
     )
     lending: bool = Field(default=False, description="A window is open and not reclaimed.")
+    unavailable_reason: str = Field(
+        default="",
+        alias="unavailableReason",
+        max_length=64,
+        description="Why nothing is lent now: Reclaimed or OutsideLendingWindow; empty if lending.",
+    )
     gpu_seconds_provided: float = Field(default=0.0, ge=0, alias="gpuSecondsProvided")
+
+
+class NodeConflict(StatusModel):
+    """A node matched by two members or two pools: counted once, in ``countedIn``."""
+
+    node: str = Field(max_length=253)
+    claimants: list[str] = Field(default_factory=list, max_length=64)
+    counted_in: str = Field(alias="countedIn", max_length=320)
 
 
 class CommunityStatus(StatusModel):
@@ -318,6 +336,15 @@ class ComputePoolStatus(StatusModel):
     allocated_gpus: int = Field(default=0, ge=0, alias="allocatedGPUs")
     owner_count: int = Field(default=0, ge=0, alias="ownerCount")
     community_count: int = Field(default=0, ge=0, alias="communityCount")
+    unhealthy_gpus: int = Field(
+        default=0, ge=0, alias="unhealthyGPUs", description="GPUs of Ready nodes not healthy."
+    )
+    conflicts: list[NodeConflict] = Field(default_factory=list, max_length=1024)
+    ledger_updated_at: datetime | None = Field(
+        default=None,
+        alias="ledgerUpdatedAt",
+        description="When gpuSecondsProvided was last accrued; the next accrual starts here.",
+    )
     capacity: list[ClassCapacity] = Field(
         default_factory=list,
         max_length=32,

@@ -7,6 +7,8 @@ from typing import Any
 
 import kopf
 
+from polyculture.kube.client import api_client
+
 
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -27,3 +29,24 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.level = logging.WARNING
     # A restarted operator must not wait minutes to retry a failed handler.
     settings.networking.error_backoffs = [1, 2, 5, 10, 30]
+
+
+@kopf.on.login()
+def login(**_: Any) -> kopf.ConnectionInfo:
+    """kopf connects with the credentials ``polyculture.kube.client`` loaded.
+
+    kopf's own ``login_via_client`` reloads the kubeconfig from the default location read at
+    import time, which misses a ``--kubeconfig`` given on the command line.
+    """
+    cfg = api_client().configuration
+    keys = cfg.api_key or {}
+    auth = keys.get("BearerToken") or keys.get("authorization") or ""
+    token = auth.removeprefix("Bearer ").strip() or None
+    return kopf.ConnectionInfo(
+        server=cfg.host,
+        ca_path=cfg.ssl_ca_cert,
+        insecure=not cfg.verify_ssl,
+        token=token,
+        certificate_path=cfg.cert_file,
+        private_key_path=cfg.key_file,
+    )

@@ -1,0 +1,160 @@
+"""A CommunityModel's validity against the pools the operator knows (pure).
+
+The API server has already checked the object alone (schema, CEL). What needs the pool is
+judged by ``polyculture.api.admissibility.judge``; this step turns the verdict into the status
+to write and the Events to post. It owns only the phases before admission — ``Pending`` and
+``Invalid`` — and never touches a model that holds GPUs or has moved on (the admission loop
+owns those phases), nor any other object.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from polyculture.api.admissibility import Problem, community_of, judge
+from polyculture.api.community_model import CommunityModel, CommunityModelStatus, Phase
+from polyculture.api.compute_pool import ComputePool
+
+#: phases this step may set or leave; any other phase belongs to the admission loop
+OWNED_PHASES = (None, Phase.PENDING, Phase.INVALID)
+VALID = "Valid"
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The status patch to write (None: nothing changed) and the Events to post."""
+
+    status: dict[str, Any] | None
+    events: tuple[Problem, ...]
+
+
+def parse_pools(bodies: Mapping[str, Mapping[str, Any]]) -> dict[str, ComputePool]:
+    """Pools that parse; one that does not is treated as absent (and logged by the caller)."""
+    out: dict[str, ComputePool] = {}
+    for name, body in bodies.items():
+        try:
+            out[name] = ComputePool.model_validate(dict(body))
+        except ValidationError:
+            continue
+    return out
+
+
+def verdict(body: Mapping[str, Any], pools: Mapping[str, ComputePool], now: datetime) -> Verdict:
+    """Judge one model (its whole body) against ``pools``."""
+    meta = body.get("metadata") or {}
+    namespace = str(meta.get("namespace") or "")
+    previous = dict(body.get("status") or {})
+    phase_now = previous.get("phase")
+    if phase_now not in OWNED_PHASES:
+        return Verdict(None, ())
+    try:
+        model = CommunityModel.model_validate(dict(body))
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        problems = [Problem("SpecInvalid", f"{where}: {first.get('msg')}", where or "spec")]
+        community = namespace
+    else:
+        problems = judge(model, namespace, pools)
+        community = community_of(model, namespace)
+    generation = meta.get("generation")
+    if problems:
+        message = "; ".join(f"{p.field}: {p.message}" for p in problems)
+        condition = _condition(previous, "False", problems[0].reason, message, now, generation)
+        new: dict[str, Any] = {
+            "phase": Phase.INVALID.value,
+            "community": community,
+            "waiting": None,
+            "conditions": [condition],
+        }
+    else:
+        pool = str(body.get("spec", {}).get("pool", ""))
+        condition = _condition(
+            previous, "True", "Accepted", f"pool {pool} can run this model", now, generation
+        )
+        waiting = previous.get("waiting") if phase_now == Phase.PENDING.value else None
+        new = {
+            "phase": Phase.PENDING.value,
+            "community": community,
+            "waiting": waiting
+            or {
+                "reason": "AwaitingAdmission",
+                "message": f"valid for pool {pool}; waiting to be queued",
+                "since": now.strftime(TIME_FORMAT),
+            },
+            "conditions": [condition],
+        }
+    new["observedGeneration"] = generation
+    new["summary"] = CommunityModelStatus.model_validate(new).summary
+    if _same(previous, new):
+        return Verdict(None, ())
+    was_invalid_for = _condition_reason(previous) if phase_now == Phase.INVALID.value else None
+    events = tuple(
+        p for p in problems if p.reason != was_invalid_for or _message_changed(previous, new)
+    )
+    return Verdict(new, events)
+
+
+def _condition(
+    previous: Mapping[str, Any],
+    status: str,
+    reason: str,
+    message: str,
+    now: datetime,
+    generation: int | None,
+) -> dict[str, Any]:
+    old: Mapping[str, Any] = next(
+        (c for c in previous.get("conditions") or [] if c.get("type") == VALID), {}
+    )
+    since = old.get("lastTransitionTime") if old.get("status") == status else None
+    return {
+        "type": VALID,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": since or now.strftime(TIME_FORMAT),
+        "observedGeneration": generation,
+    }
+
+
+def _condition_reason(status: Mapping[str, Any]) -> str | None:
+    for c in status.get("conditions") or []:
+        if c.get("type") == VALID:
+            return str(c.get("reason"))
+    return None
+
+
+def _message_changed(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    def msg(s: Mapping[str, Any]) -> str:
+        return next(
+            (str(c.get("message")) for c in s.get("conditions") or [] if c.get("type") == VALID), ""
+        )
+
+    return msg(old) != msg(new)
+
+
+def _same(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """Whether writing ``new`` would change nothing (timestamps of unchanged parts aside)."""
+
+    def key(s: Mapping[str, Any]) -> tuple[Any, ...]:
+        conds = [
+            (c.get("type"), c.get("status"), c.get("reason"), c.get("message"))
+            for c in s.get("conditions") or []
+        ]
+        waiting = s.get("waiting") or {}
+        return (
+            s.get("phase"),
+            s.get("community"),
+            s.get("observedGeneration"),
+            waiting.get("reason"),
+            waiting.get("message"),
+            conds,
+        )
+
+    return key(old) == key(new)
