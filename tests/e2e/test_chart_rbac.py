@@ -1,0 +1,179 @@
+"""The chart's RBAC is enough for the operator, and no more than it needs.
+
+The chart is rendered with the pinned helm, its operator ServiceAccount, ClusterRole and
+binding are applied to the real API server, and the operator process runs with that account's
+token: it must keep a pool's status and judge a model. The same token must be refused what the
+operator never does (delete nodes, read secrets, write a pool's spec).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+
+from polyculture.controlplane import ControlPlane
+from polyculture.controlplane.nodes import create_gpu_node
+from polyculture.controlplane.operator import OperatorProcess
+
+pytestmark = [pytest.mark.e2e, pytest.mark.cluster]
+
+REPO = Path(__file__).resolve().parents[2]
+GROUP, VERSION = "polyculture.dev", "v1alpha1"
+RELEASE, NAMESPACE = "pc", "polyculture-system"
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(0.3)
+    raise AssertionError(f"not within {timeout} s: {what} (last: {last!r})")
+
+
+def render_chart(cp: ControlPlane) -> list[dict[str, Any]]:
+    out = subprocess.run(
+        [
+            str(cp.binaries.helm),
+            "template",
+            RELEASE,
+            str(REPO / "charts" / "polyculture"),
+            "--namespace",
+            NAMESPACE,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+@pytest.fixture(scope="module")
+def chart_operator(
+    control_plane: ControlPlane,
+    crds: object,
+    api_client: Any,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[OperatorProcess, str]]:
+    docs = render_chart(control_plane)
+    wanted = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding"}
+    rbac = [d for d in docs if d["kind"] in wanted and "operator" in d["metadata"]["name"]]
+    assert {d["kind"] for d in rbac} == wanted
+    control_plane.kubectl("create", "namespace", NAMESPACE, check=False)
+    control_plane.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(rbac))
+    token = control_plane.kubectl(
+        "create", "token", f"{RELEASE}-operator", "-n", NAMESPACE, "--duration=2h"
+    ).stdout.strip()
+    run_dir = tmp_path_factory.mktemp("chart-operator")
+    admin = yaml.safe_load(control_plane.kubeconfig.read_text())
+    admin["users"] = [{"name": "operator", "user": {"token": token}}]
+    admin["contexts"][0]["context"]["user"] = "operator"
+    kubeconfig = run_dir / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump(admin))
+    op = OperatorProcess(kubeconfig, run_dir)
+    op.start()
+    try:
+        yield op, token
+    finally:
+        op.stop()
+        assert "Forbidden" not in op.log.read_text(), op.log_tail()
+
+
+def test_operator_works_with_the_charts_role(chart_operator: Any, api_client: Any) -> None:
+    op, _ = chart_operator
+    tag = uuid.uuid4().hex[:6]
+    objs = client.CustomObjectsApi(api_client)
+    core = client.CoreV1Api(api_client)
+    create_gpu_node(api_client, f"rbac-{tag}", "ada", 4, labels={"rbac": tag})
+    pool = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "ComputePool",
+        "metadata": {"name": f"rbac-{tag}"},
+        "spec": {
+            "members": [{"owner": "ada", "nodeSelector": {"rbac": tag}, "reclaim": False}],
+            "communities": [{"name": "default"}],
+        },
+    }
+    objs.create_cluster_custom_object(GROUP, VERSION, "computepools", pool)
+    model = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "CommunityModel",
+        "metadata": {"name": f"rbac-{tag}"},
+        "spec": {
+            "pool": "missing",
+            "training": {"entrypoint": "python t.py", "workers": 1, "gpusPerWorker": 1},
+        },
+    }
+    objs.create_namespaced_custom_object(GROUP, VERSION, "default", "communitymodels", model)
+    try:
+
+        def total() -> Any:
+            st = objs.get_cluster_custom_object(GROUP, VERSION, "computepools", f"rbac-{tag}")
+            return (st.get("status") or {}).get("totalGPUs") == 4
+
+        wait_for(total, what=f"pool status by the chart's account\n{op.log_tail()}")
+        # the reclaim Event is posted with the chart's account too
+        pool["spec"]["members"][0]["reclaim"] = True
+        objs.patch_cluster_custom_object(
+            GROUP, VERSION, "computepools", f"rbac-{tag}", {"spec": pool["spec"]}
+        )
+
+        def reclaim_event() -> Any:
+            evs = core.list_event_for_all_namespaces(
+                field_selector=f"involvedObject.name=rbac-{tag},reason=Reclaimed"
+            )
+            return evs.items
+
+        wait_for(reclaim_event, what="Reclaimed event")
+
+        def invalid() -> Any:
+            m = objs.get_namespaced_custom_object(
+                GROUP, VERSION, "default", "communitymodels", f"rbac-{tag}"
+            )
+            return (m.get("status") or {}).get("phase") == "Invalid"
+
+        wait_for(invalid, what="model judged by the chart's account")
+    finally:
+        objs.delete_namespaced_custom_object(
+            GROUP, VERSION, "default", "communitymodels", f"rbac-{tag}"
+        )
+        objs.delete_cluster_custom_object(GROUP, VERSION, "computepools", f"rbac-{tag}")
+        core.delete_node(f"rbac-{tag}")
+
+
+@pytest.mark.parametrize(
+    ("verb", "path"),
+    [
+        ("DELETE", "/api/v1/nodes/anything"),
+        ("GET", "/api/v1/namespaces/default/secrets"),
+        ("GET", "/api/v1/namespaces/default/pods"),
+        ("PUT", "/apis/polyculture.dev/v1alpha1/computepools/anything"),
+        ("DELETE", "/apis/polyculture.dev/v1alpha1/namespaces/default/communitymodels/x"),
+    ],
+)
+def test_charts_role_refuses_what_the_operator_never_does(
+    chart_operator: Any, control_plane: ControlPlane, verb: str, path: str
+) -> None:
+    import urllib.error
+    import urllib.request
+
+    _, token = chart_operator
+    req = urllib.request.Request(
+        control_plane.server + path,
+        method=verb,
+        data=b"{}" if verb == "PUT" else None,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(req, context=control_plane.ssl_context(), timeout=10)
+    assert err.value.code == 403
