@@ -10,10 +10,10 @@ TRACE  ?= $(SHARED)/traces/philly.csv
 PYTEST_ARGS ?=
 
 .PHONY: help venv control-plane cluster-up cluster-down crds verify lint format typecheck \
-        layers test test-unit test-cluster test-ray test-e2e bench simulate gpu-check demo clean
+        layers test test-unit bench-pool test-cluster test-ray test-e2e bench simulate gpu-check demo clean
 
 help: ## show this help
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -81,3 +81,6 @@ demo: venv control-plane ## the embedded demo: control plane, fake GPU nodes, po
 
 clean: ## remove the venv and local run state (the binary cache stays)
 	rm -rf $(VENV) .polyculture out .pytest_cache .mypy_cache .ruff_cache
+
+bench-pool: venv control-plane ## pool reconciliation at 500 nodes / 50 owners on the real control plane
+	$(BIN)/python -m polyculture.controlplane.pool_bench --nodes 500 --owners 50

@@ -14,6 +14,7 @@ import kopf
 from polyculture.api.meta import GROUP, VERSION
 from polyculture.handlers.clock import CLOCK
 from polyculture.kube.status import patch_model_status
+from polyculture.metrics import MODEL_VERDICTS
 from polyculture.reconcile.models import parse_pools, verdict
 
 MODELS = "communitymodels"
@@ -43,6 +44,8 @@ def _apply(body: dict[str, Any], pools_index: kopf.Index[str, dict[str, Any]], l
         return
     meta = body["metadata"]
     patch_model_status(meta["namespace"], meta["name"], result.status)
+    reason = result.events[0].reason if result.events else "Accepted"
+    MODEL_VERDICTS.labels(result.status["phase"], reason).inc()
     logger.info(
         f"model {meta['namespace']}/{meta['name']}: phase {result.status['phase']}"
         + (f" ({result.events[0].reason})" if result.events else "")

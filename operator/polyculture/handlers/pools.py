@@ -20,6 +20,7 @@ from polyculture.handlers.clock import CLOCK
 from polyculture.handlers.nodes import current_nodes
 from polyculture.inventory import NodeInfo
 from polyculture.kube.status import patch_pool_status
+from polyculture.metrics import forget_pool, record_pool
 from polyculture.reconcile.pools import needs_write, pool_status
 
 TICK_S = 1.0
@@ -75,6 +76,7 @@ def pool_daemon(
             claimed = frozenset(n for m in inv.members for n in m.nodes)
             with _CLAIMS_LOCK:
                 CLAIMS[name] = (seniority, claimed | _conflicted(inv))
+            record_pool(name, status)
             if needs_write(previous, status, now):
                 patch_pool_status(name, status)
                 last_written = status
@@ -91,6 +93,7 @@ def pool_daemon(
     finally:
         with _CLAIMS_LOCK:
             CLAIMS.pop(name, None)
+        forget_pool(name)
 
 
 def _conflicted(inv: Any) -> frozenset[str]:
