@@ -14,6 +14,7 @@ community never ends below its entitlement and no preemption is undone by the ne
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -301,6 +302,25 @@ def test_entitlements_respect_floors_caps_and_capacity(snap: Snapshot) -> None:
             if c.name not in demanded:
                 assert ent[c.name] == 0
     assert all(v >= -EPS for v in d.allocated.values())
+
+
+@SETTINGS
+@given(snapshots())
+def test_guarantees_are_floors_of_the_entitlement(snap: Snapshot) -> None:
+    d = schedule(snap)
+    capacity = sum(n.gpus * weight_of(n) for n in snap.nodes if n.available)
+    nodes = {n.name: n for n in snap.nodes}
+    held: dict[str, float] = defaultdict(float)  # a lower bound of each community's demand
+    for r in snap.running:
+        if all(name in nodes and nodes[name].available for name in r.placement):
+            held[r.workload.community] += sum(
+                r.workload.gpus_per_worker * weight_of(nodes[name]) for name in r.placement
+            )
+    floors = [min(c.guaranteed_gpus, c.max_gpus or math.inf) for c in snap.communities]
+    if sum(floors) > capacity:
+        return  # oversubscribed guarantees are scaled down (see DESIGN.md)
+    for c, floor in zip(snap.communities, floors, strict=True):
+        assert d.entitlements[c.name] >= min(floor, held[c.name]) - EPS
 
 
 def next_cycle(snap: Snapshot, d: Decisions) -> Snapshot:

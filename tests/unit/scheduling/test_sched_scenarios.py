@@ -521,6 +521,23 @@ CASES = [
         want_preempted={"y/b": "FairShare"},
     ),
     Case(
+        "a guarantee is honoured by preemption when demanded",
+        snapshot()
+        .nodes(two_nodes())
+        .communities(community("x").weight(0.1).guarantee(8).obj(), "y")
+        .now(1000)
+        .running(
+            workload("y/a", "y").gpus(8).running("n-0", started=10),
+            workload("y/b", "y").gpus(8).running("n-1", started=20),
+        )
+        .pending(workload("x/t", "x").gpus(8).obj(), workload("x/u", "x").gpus(8).obj())
+        .obj(),
+        want_admitted={"x/t": ("n-1",)},
+        want_preempted={"y/b": "FairShare"},
+        want_waiting={"x/u": "OverShare"},
+        want_entitlements={"x": 8, "y": 8},
+    ),
+    Case(
         "the lowest priority victim goes first",
         snapshot()
         .nodes(two_nodes())
