@@ -125,7 +125,7 @@ def _stage_problems(
             )
         )
     elif isinstance(stage, Training):
-        by_class = {c.gpu_class: c.gpus for c in status.capacity}
+        by_class = _potential_by_class(pool, community)
         fitting = [n for n in largest if largest[n] >= per_node]
         room = max((by_class.get(n, 0) for n in fitting), default=0)
         if by_class and total > room:
@@ -169,3 +169,33 @@ def judge(model: CommunityModel, namespace: str, pools: Mapping[str, ComputePool
     if model.spec.serving is not None:
         problems += _stage_problems(model.spec.serving, "spec.serving", pool, community)
     return problems
+
+
+def _potential_by_class(pool: ComputePool, community: str) -> dict[str, int]:
+    """GPUs per class the pool could give ``community`` at best: every member's nodes, within
+    the member's cap.
+
+    Reclaims and closed windows are passing states, so they never make a model Invalid; a
+    member's ``maxGPUs`` and ``reservedGPUs`` are lasting, so they count — the reserve only for
+    communities the member does not credit (its credited communities may use it).
+    """
+    status = pool.status
+    if status is None:
+        return {}
+    caps = {
+        m.owner: (
+            None
+            if m.max_gpus is None
+            else m.max_gpus - (0 if community in m.credits else m.reserved_gpus)
+        )
+        for m in pool.spec.members
+    }
+    out: dict[str, int] = {}
+    for member in status.members:
+        cap = caps.get(member.owner)
+        for gpu_class, gpus in sorted(member.gpus_by_class.items()):
+            lend = gpus if cap is None else max(0, min(gpus, cap))
+            if cap is not None:
+                cap -= lend
+            out[gpu_class] = out.get(gpu_class, 0) + lend
+    return out

@@ -69,13 +69,18 @@ def rejudge_models_of_pool(
 ) -> None:
     """A pool appeared, changed or vanished: judge again the models that name it.
 
-    Status-only writes (the ledger, every few seconds) do not change any verdict, so only the
-    spec and the largest node per class are compared.
+    Status-only writes of the ledger (every few seconds) do not change any verdict, so only
+    the spec and the status fields ``judge`` reads are compared.
     """
+    status = dict(body.status)
     key = (
         None
         if type == "DELETED"
-        else (body.metadata.get("generation"), dict(body.status).get("largestNodeGPUs"))
+        else (
+            body.metadata.get("generation"),
+            repr(status.get("largestNodeGPUs")),
+            repr([(m.get("owner"), m.get("gpusByClass")) for m in status.get("members") or []]),
+        )
     )
     if _POOL_KEYS.get(name, ()) == key:
         return

@@ -40,6 +40,13 @@ def pool(status: dict[str, Any] | None = None, **community: Any) -> ComputePool:
 KNOWN = {
     "largestNodeGPUs": {"H100": 8, "L4": 4},
     "capacity": [{"gpuClass": "H100", "gpus": 16}, {"gpuClass": "L4", "gpus": 12}],
+    "members": [{"owner": "lab", "gpusByClass": {"H100": 16, "L4": 12}}],
+}
+#: the same pool while its only owner has reclaimed its nodes: nothing is lendable now
+RECLAIMED = {
+    **KNOWN,
+    "capacity": [],
+    "members": [{"owner": "lab", "gpusByClass": {"H100": 16, "L4": 12}, "lending": False}],
 }
 
 
@@ -78,6 +85,8 @@ CASES = [
          want=[("NeverFits", "spec.training.gpusPerWorker")]),
     Case("gang larger than the class's GPUs", model(**train(workers=3, gpusPerWorker=8)),
          want=[("NeverFits", "spec.training.workers")]),
+    Case("a reclaim is passing: the gang still fits the pool's nodes",
+         model(**train(workers=2, gpusPerWorker=8)), pools={"coop": pool(RECLAIMED)}),
     Case("unknown GPU class", model(**train(gpuClass="B200")),
          want=[("NeverFits", "spec.training.gpuClass")]),
     Case("memory above every class", model(**train(minGPUMemory="141Gi")),
