@@ -1,0 +1,230 @@
+"""Ray Jobs and Ray Serve clients for one cluster, authenticated with the cluster's token.
+
+Token authentication (``RAY_AUTH_MODE=token``) is on for every cluster. Ray's own SDK reads
+the mode and token from the environment once, at ``import ray``, and would then send one
+token for the whole process; the operator talks to many clusters, each with its own token.
+So the SDK clients here get the token as an explicit ``Authorization: Bearer`` header, which
+the SDK sends as given whatever the process's auth mode — no environment, no subprocess.
+
+- Jobs: Ray's Job Submission SDK (``JobSubmissionClient``), which also uploads a local
+  ``working_dir`` of the runtime environment to the cluster.
+- Serve: Ray's declarative config (``PUT /api/serve/applications/``) through the Serve SDK
+  client. Serve's config replaces all applications at once, so a deploy re-sends the other
+  applications as they were. A local ``working_dir`` is uploaded the way the Jobs SDK does
+  it (the Serve REST API only accepts remote URIs).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ray.dashboard.modules.serve.sdk import ServeSubmissionClient
+from ray.job_submission import JobStatus, JobSubmissionClient
+
+from polyculture.ray.backend import (
+    ATTEMPT_ENV,
+    CHECKPOINT_URI_ENV,
+    GPUS_PER_WORKER_ENV,
+    NUM_WORKERS_ENV,
+    WORKLOAD_ENV,
+    JobReport,
+    JobState,
+    Placement,
+    ServeApp,
+    ServeReport,
+    ServeState,
+    TrainingJob,
+)
+
+log = logging.getLogger(__name__)
+
+
+def auth_headers(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def read_token(path: str | Path) -> str:
+    return Path(path).read_text().strip()
+
+
+def job_runtime_env(job: TrainingJob, placement: Placement) -> dict[str, Any]:
+    """The job's runtime environment with the checkpoint/resume contract's variables added."""
+    runtime_env = dict(job.runtime_env)
+    given = runtime_env.get("env_vars") or {}
+    if not isinstance(given, Mapping):
+        raise TypeError(f"runtime_env.env_vars must be a mapping, got {type(given).__name__}")
+    env_vars = {str(k): str(v) for k, v in given.items()}
+    env_vars.update(
+        {
+            CHECKPOINT_URI_ENV: job.checkpoint_uri,
+            ATTEMPT_ENV: str(job.attempt),
+            NUM_WORKERS_ENV: str(placement.workers),
+            GPUS_PER_WORKER_ENV: str(placement.gpus_per_worker),
+            WORKLOAD_ENV: f"{job.workload.namespace}/{job.workload.name}",
+        }
+    )
+    runtime_env["env_vars"] = env_vars
+    return runtime_env
+
+
+def serve_application_config(app: ServeApp, runtime_env: Mapping[str, object]) -> dict[str, Any]:
+    """One application entry of Serve's declarative config."""
+    return {
+        "name": app.name,
+        "route_prefix": app.route_prefix,
+        "import_path": app.import_path,
+        "runtime_env": dict(runtime_env),
+        "deployments": [
+            {
+                "name": app.deployment,
+                "num_replicas": app.replicas,
+                "ray_actor_options": {"num_cpus": 0, "num_gpus": app.gpus_per_replica},
+            }
+        ],
+    }
+
+
+def serve_config(
+    applications: list[dict[str, Any]], *, http_host: str, http_port: int
+) -> dict[str, Any]:
+    """Serve's whole declarative config: HTTP proxy on the head only, on the given address."""
+    return {
+        "proxy_location": "HeadOnly",
+        "http_options": {"host": http_host, "port": http_port},
+        "applications": applications,
+    }
+
+
+def _tail(text: str, lines: int) -> str:
+    return "\n".join(text.rstrip("\n").splitlines()[-lines:]) if lines > 0 else ""
+
+
+class RayClusterClient:
+    """Jobs and Serve on one Ray cluster, over its dashboard's HTTP API (with the token)."""
+
+    def __init__(
+        self, dashboard_url: str, token: str, *, serve_url: str, http_host: str, http_port: int
+    ) -> None:
+        self.dashboard_url = dashboard_url
+        self.serve_url = serve_url.rstrip("/")
+        self._headers = auth_headers(token)
+        self._http = (http_host, http_port)
+        self._jobs: JobSubmissionClient | None = None
+        self._serve: ServeSubmissionClient | None = None
+
+    @property
+    def jobs(self) -> JobSubmissionClient:
+        if self._jobs is None:  # the constructor calls the cluster: only when needed
+            self._jobs = JobSubmissionClient(self.dashboard_url, headers=dict(self._headers))
+        return self._jobs
+
+    @property
+    def serve_sdk(self) -> ServeSubmissionClient:
+        if self._serve is None:
+            self._serve = ServeSubmissionClient(self.dashboard_url, headers=dict(self._headers))
+        return self._serve
+
+    # -- jobs --------------------------------------------------------------------------------
+
+    def submit_job(self, job: TrainingJob, placement: Placement) -> str:
+        sid = job.submission_id
+        if self.job_state(sid) is not JobState.MISSING:
+            log.info("job %s already submitted; not submitting again", sid)
+            return sid
+        try:
+            self.jobs.submit_job(
+                entrypoint=job.entrypoint,
+                submission_id=sid,
+                runtime_env=job_runtime_env(job, placement),
+                metadata={"workload": str(job.workload), "attempt": str(job.attempt)},
+            )
+        except RuntimeError as error:
+            # another submitter won the race between our check and our submit: same job
+            if "already exists" not in str(error):
+                raise
+            log.info("job %s was submitted concurrently; using it", sid)
+        return sid
+
+    def job_state(self, submission_id: str) -> JobState:
+        try:
+            info = self.jobs.get_job_info(submission_id)
+        except RuntimeError as error:
+            if "does not exist" in str(error) or "404" in str(error):
+                return JobState.MISSING
+            raise
+        return JobState(str(info.status.value))
+
+    def job_report(self, submission_id: str, *, tail_lines: int = 50) -> JobReport:
+        try:
+            info = self.jobs.get_job_info(submission_id)
+        except RuntimeError as error:
+            if "does not exist" in str(error) or "404" in str(error):
+                return JobReport(submission_id=submission_id, state=JobState.MISSING)
+            raise
+        logs = self.jobs.get_job_logs(submission_id)
+        return JobReport(
+            submission_id=submission_id,
+            state=JobState(str(info.status.value)),
+            message=info.message or "",
+            started_at=info.start_time / 1000 if info.start_time else None,
+            ended_at=info.end_time / 1000 if info.end_time else None,
+            exit_code=info.driver_exit_code,
+            log_tail=_tail(logs, tail_lines),
+        )
+
+    def stop_job(self, submission_id: str) -> bool:
+        state = self.job_state(submission_id)
+        if state.terminal:
+            return False
+        stopped: bool = self.jobs.stop_job(submission_id)
+        return stopped
+
+    def submission_ids(self) -> list[str]:
+        return [j.submission_id for j in self.jobs.list_jobs() if j.submission_id]
+
+    def running_jobs(self) -> list[str]:
+        live = {JobStatus.PENDING, JobStatus.RUNNING}
+        return [j.submission_id or "" for j in self.jobs.list_jobs() if j.status in live]
+
+    # -- serve -------------------------------------------------------------------------------
+
+    def serve_details(self) -> dict[str, Any]:
+        details: dict[str, Any] = self.serve_sdk.get_serve_details()
+        return details
+
+    def deploy_serve(self, app: ServeApp) -> None:
+        runtime_env = dict(app.runtime_env)
+        # turns a local working_dir into a gcs:// package on the cluster (in place)
+        self.serve_sdk._upload_working_dir_if_needed(runtime_env)
+        applications = [
+            details["deployed_app_config"]
+            for name, details in (self.serve_details().get("applications") or {}).items()
+            if name != app.name and details.get("deployed_app_config")
+        ]
+        applications.append(serve_application_config(app, runtime_env))
+        host, port = self._http
+        self.serve_sdk.deploy_applications(
+            serve_config(applications, http_host=host, http_port=port)
+        )
+
+    def serve_report(self, app_name: str) -> ServeReport:
+        applications = self.serve_details().get("applications") or {}
+        details = applications.get(app_name)
+        if details is None:
+            return ServeReport(app=app_name, state=ServeState.MISSING, endpoint="")
+        config = details.get("deployed_app_config") or {}
+        ingress = (config.get("deployments") or [{}])[0].get("name", "")
+        deployment = (details.get("deployments") or {}).get(ingress, {})
+        replicas = deployment.get("replicas") or []
+        route = details.get("route_prefix") or "/"
+        return ServeReport(
+            app=app_name,
+            state=ServeState(details.get("status", "NOT_STARTED")),
+            endpoint=self.serve_url + route,
+            target_replicas=int(deployment.get("target_num_replicas") or 0),
+            running_replicas=sum(1 for r in replicas if r.get("state") == "RUNNING"),
+            message=details.get("message") or deployment.get("message") or "",
+        )

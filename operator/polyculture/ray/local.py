@@ -1,0 +1,495 @@
+"""The ``local`` cluster backend: real Ray processes on this machine, one cluster per workload.
+
+Each cluster is a head node plus one Ray worker node per placed node, all ``ray start``
+processes on 127.0.0.1. A worker node declares the GPUs placed on it (``--num-gpus``; fake
+GPUs are declared resources, never detected hardware), its owner and GPU class as custom
+resources (``polyculture.dev/owner:<owner>``, ``polyculture.dev/gpu-class:<class>``) and as
+labels, plus the placed node's name as a label and as the Ray node name. The head declares
+no CPUs and no GPUs, so that work lands on the placed nodes only.
+
+Security and hygiene:
+
+- token authentication on (``RAY_AUTH_MODE=token``), a fresh random token per cluster in a
+  0600 file that the Ray processes read through ``RAY_AUTH_TOKEN_PATH``;
+- every port chosen free on 127.0.0.1 and every Ray listener bound to loopback (see
+  :mod:`polyculture.ray.nodestart`); Serve's HTTP proxy runs on the head only, on loopback;
+- usage stats off, the dashboard on the head only, small object stores, no autoscaler
+  monitor, no log monitor;
+- Ray's temp dir is short (``/tmp/pc-ray/<random>``: unix socket paths are limited to 107
+  bytes) and lies outside every working directory (a folder named ``ray`` in a job's
+  working directory would shadow the ``ray`` package).
+
+Lifetime: a keeper process (:mod:`polyculture.ray.keeper`) owns each cluster. With
+``fate_share=True`` (the default) the cluster dies with the process that created it, however
+that process ends; with ``fate_share=False`` it outlives it, and a restarted operator adopts
+it. State lives in ``<state_dir>/<cluster>/``: ``cluster.json`` (keeper pid and start time,
+ports, token path, Ray temp dir), ``keeper.json`` (the keeper's progress), ``token``, and
+the nodes' startup logs. :meth:`LocalBackend.find` trusts a state file only while its keeper
+runs; a stale one is cleaned up (any leftover process killed).
+
+Environment contract of a training run: see :mod:`polyculture.ray` (``POLYCULTURE_*``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Final
+
+import polyculture
+from polyculture.ray import processes
+from polyculture.ray.backend import (
+    GPU_CLASS_LABEL,
+    GPU_CLASS_RESOURCE_PREFIX,
+    NODE_LABEL,
+    OWNER_LABEL,
+    OWNER_RESOURCE_PREFIX,
+    ClusterHandle,
+    ClusterPhase,
+    ClusterStatus,
+    JobReport,
+    NodePlacement,
+    Placement,
+    Role,
+    ServeApp,
+    ServeReport,
+    TrainingJob,
+    WorkloadRef,
+)
+from polyculture.ray.clients import RayClusterClient, read_token
+from polyculture.ray.keeper import KEEP_TEMP_ENV
+from polyculture.ray.nodestart import LOOPBACK
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RAY_TEMP_ROOT: Final = Path("/tmp/pc-ray")
+HEAD_PORTS: Final = ("gcs", "dashboard", "client_server", "dashboard_metrics", "serve_http")
+NODE_PORTS: Final = (
+    "node_manager",
+    "object_manager",
+    "metrics_export",
+    "agent_listen",
+    "agent_grpc",
+    "runtime_env_agent",
+)
+# The operator's own Ray settings must not leak into a cluster it starts.
+_DROPPED_ENV_PREFIXES: Final = ("RAY_", "POLYCULTURE_RAY_")
+_PACKAGE_ROOT: Final = str(Path(polyculture.__file__).resolve().parent.parent)
+# Run a polyculture module by absolute import, without PYTHONPATH (which would leak into
+# every Ray process and job) and without putting the module's own folder on sys.path.
+_RUN_MODULE: Final = (
+    "import sys; sys.path.insert(0, {root!r}); from {module} import main; "
+    "sys.exit(main(sys.argv[1:]))"
+)
+
+# Keepers started by this process, by cluster name. Module-level on purpose: the pipe to a
+# fate-sharing keeper must stay open as long as this *process* lives, not as long as the
+# backend object that started it (a new backend object adopts the cluster).
+_KEEPERS: dict[str, subprocess.Popen[bytes]] = {}
+
+
+def free_ports(count: int, host: str = LOOPBACK) -> list[int]:
+    """``count`` distinct ports free on ``host`` now (all held open while choosing)."""
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind((host, 0))
+            sockets.append(sock)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _module_argv(python: str, module: str, args: list[str]) -> list[str]:
+    return [python, "-c", _RUN_MODULE.format(root=_PACKAGE_ROOT, module=module), *args]
+
+
+def _labels(node: NodePlacement) -> str:
+    return f"{OWNER_LABEL}={node.owner},{GPU_CLASS_LABEL}={node.gpu_class},{NODE_LABEL}={node.node}"
+
+
+def _placement_from_json(data: dict[str, Any]) -> Placement:
+    return Placement(
+        gpus_per_worker=data["gpus_per_worker"],
+        nodes=tuple(NodePlacement(**n) for n in data["nodes"]),
+    )
+
+
+def _workload_from_json(data: dict[str, Any]) -> WorkloadRef:
+    return WorkloadRef(
+        namespace=data["namespace"], name=data["name"], role=Role(data["role"]), uid=data["uid"]
+    )
+
+
+class LocalBackend:
+    """Ray clusters as local processes. See the module docstring for the layout and contract."""
+
+    name = "local"
+
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        fate_share: bool = True,
+        python: str = sys.executable,
+        ray_temp_root: Path = DEFAULT_RAY_TEMP_ROOT,
+        object_store_bytes: int = 80 * 1024 * 1024,
+        cpus_per_node: int = 1,
+    ) -> None:
+        self.state_dir = Path(state_dir)
+        self.fate_share = fate_share
+        self.python = python
+        self.ray_temp_root = Path(ray_temp_root)
+        self.object_store_bytes = object_store_bytes
+        self.cpus_per_node = cpus_per_node
+
+    # -- create / find / status / teardown ---------------------------------------------------
+
+    def create(self, workload: WorkloadRef, placement: Placement) -> ClusterHandle:
+        existing = self.find(workload)
+        if existing is not None:
+            log.info("cluster %s for %s exists; adopting it", existing.name, workload)
+            return existing
+        name = workload.cluster_name
+        cluster_dir = self.state_dir / name
+        shutil.rmtree(cluster_dir, ignore_errors=True)
+        (cluster_dir / "cwd").mkdir(parents=True)
+        token_path = cluster_dir / "token"
+        token_path.touch(mode=0o600)
+        token_path.write_text(secrets.token_hex(16))
+        self.ray_temp_root.mkdir(parents=True, exist_ok=True)
+        ray_temp_dir = self.ray_temp_root / secrets.token_hex(4)
+
+        ports_needed = len(HEAD_PORTS) + len(NODE_PORTS) * (1 + len(placement.nodes))
+        pool = iter(free_ports(ports_needed))
+        head_ports = {key: next(pool) for key in (*HEAD_PORTS, *NODE_PORTS)}
+        node_ports = [{key: next(pool) for key in NODE_PORTS} for _ in placement.nodes]
+
+        env = self._ray_env(name, token_path, head_ports)
+        nodes: dict[str, dict[str, Any]] = {
+            "head": {
+                "argv": _module_argv(
+                    self.python,
+                    "polyculture.ray.nodestart",
+                    self._head_args(head_ports, ray_temp_dir),
+                ),
+                "env": env,
+                "log": str(cluster_dir / "head.log"),
+            }
+        }
+        for i, (node, ports) in enumerate(zip(placement.nodes, node_ports, strict=True)):
+            args = self._worker_args(node, placement.gpus_on(node), ports, head_ports["gcs"])
+            # a temp dir per node: nodes starting at once race for the same socket names
+            args.append(f"--temp-dir={ray_temp_dir / f'w{i}'}")
+            nodes[f"worker-{i}"] = {
+                "argv": _module_argv(self.python, "polyculture.ray.nodestart", args),
+                "env": env,
+                "log": str(cluster_dir / f"worker-{i}-{node.node}.log"),
+            }
+        spec = {
+            "cluster": name,
+            "marker": name,
+            "nodes": nodes,
+            "cwd": str(cluster_dir / "cwd"),
+            "status_file": str(cluster_dir / "keeper.json"),
+            "ray_temp_dir": str(ray_temp_dir),
+            "fate_share": self.fate_share,
+        }
+        spec_path = cluster_dir / "keeper-spec.json"
+        spec_path.write_text(json.dumps(spec, indent=1))
+        spec_path.chmod(0o600)
+
+        with open(cluster_dir / "keeper.log", "ab") as keeper_log:
+            keeper = subprocess.Popen(
+                _module_argv(self.python, "polyculture.ray.keeper", [str(spec_path)]),
+                stdin=subprocess.PIPE if self.fate_share else subprocess.DEVNULL,
+                stdout=keeper_log,
+                stderr=keeper_log,
+                cwd=cluster_dir / "cwd",
+                start_new_session=True,
+            )
+        if self.fate_share:
+            _KEEPERS[name] = keeper
+        keeper_proc = processes.read_proc(keeper.pid)
+        created_at = time.time()
+        state = {
+            "name": name,
+            "backend": self.name,
+            "workload": {**asdict(workload), "role": workload.role.value},
+            "placement": asdict(placement),
+            "keeper_pid": keeper.pid,
+            "keeper_start_ticks": keeper_proc.start_ticks if keeper_proc else None,
+            "fate_share": self.fate_share,
+            "ports": {"head": head_ports, "nodes": node_ports},
+            "token_path": str(token_path),
+            "ray_temp_dir": str(ray_temp_dir),
+            "created_at": created_at,
+        }
+        tmp = cluster_dir / "cluster.json.tmp"
+        tmp.write_text(json.dumps(state, indent=1))
+        tmp.replace(cluster_dir / "cluster.json")
+        log.info("creating cluster %s for %s (keeper pid %d)", name, workload, keeper.pid)
+        return self._handle(state)
+
+    def find(self, workload: WorkloadRef) -> ClusterHandle | None:
+        state = self._load(workload.cluster_name)
+        if state is None:
+            return None
+        if not self._keeper_alive(state):
+            log.info("cluster %s: keeper gone, removing what is left", state["name"])
+            self._remove(state)
+            return None
+        return self._handle(state)
+
+    def clusters(self) -> list[ClusterHandle]:
+        found = []
+        for path in sorted(self.state_dir.glob("*/cluster.json")):
+            state = self._load(path.parent.name)
+            if state is not None:
+                handle = self.find(_workload_from_json(state["workload"]))
+                if handle is not None:
+                    found.append(handle)
+        return found
+
+    def status(self, cluster: ClusterHandle) -> ClusterStatus:
+        expected = 1 + len(cluster.placement.nodes)
+        state = self._load(cluster.name)
+        keeper = self._keeper_status(cluster.name)
+        if state is None or not self._keeper_alive(state):
+            if keeper.get("phase") == "failed":
+                return ClusterStatus(
+                    phase=ClusterPhase.FAILED, nodes_expected=expected, message=keeper["message"]
+                )
+            return ClusterStatus(phase=ClusterPhase.GONE, nodes_expected=expected)
+        phase = keeper.get("phase", "starting")
+        if phase == "failed":
+            return ClusterStatus(
+                phase=ClusterPhase.FAILED, nodes_expected=expected, message=keeper["message"]
+            )
+        if phase != "running":
+            return ClusterStatus(phase=ClusterPhase.STARTING, nodes_expected=expected)
+        try:
+            alive = self._alive_nodes(cluster)
+        except (OSError, RuntimeError, ValueError) as error:
+            return ClusterStatus(
+                phase=ClusterPhase.STARTING, nodes_expected=expected, message=str(error)
+            )
+        return ClusterStatus(
+            phase=ClusterPhase.READY if alive >= expected else ClusterPhase.STARTING,
+            nodes_alive=alive,
+            nodes_expected=expected,
+        )
+
+    def teardown(self, cluster: ClusterHandle) -> None:
+        state = self._load(cluster.name)
+        if state is None:
+            return
+        pid = state["keeper_pid"]
+        if self._keeper_alive(state):
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 30
+            while self._keeper_alive(state) and time.monotonic() < deadline:
+                self._reap_keeper(cluster.name)
+                time.sleep(0.1)
+        self._remove(state)
+        log.info("cluster %s torn down", cluster.name)
+
+    def pids(self, cluster: ClusterHandle) -> set[int]:
+        """Every live process of the cluster, the keeper included (for checks and figures)."""
+        state = self._load(cluster.name)
+        if state is None:
+            return set()
+        members = processes.cluster_members(sid=self._session(state), marker=cluster.name)
+        if self._keeper_alive(state):
+            members.add(state["keeper_pid"])
+        return members
+
+    # -- jobs and serve ----------------------------------------------------------------------
+
+    def client(self, cluster: ClusterHandle) -> RayClusterClient:
+        state = self._load(cluster.name)
+        if state is None:
+            raise LookupError(f"cluster {cluster.name} does not exist")
+        return RayClusterClient(
+            cluster.dashboard_url,
+            read_token(cluster.token_path),
+            serve_url=cluster.serve_url,
+            http_host=LOOPBACK,
+            http_port=state["ports"]["head"]["serve_http"],
+        )
+
+    def submit_job(self, cluster: ClusterHandle, job: TrainingJob) -> str:
+        if job.workload != cluster.workload:
+            raise ValueError(
+                f"job of {job.workload} submitted to the cluster of {cluster.workload}"
+            )
+        return self.client(cluster).submit_job(job, cluster.placement)
+
+    def job(self, cluster: ClusterHandle, submission_id: str, *, tail_lines: int = 50) -> JobReport:
+        return self.client(cluster).job_report(submission_id, tail_lines=tail_lines)
+
+    def stop_job(self, cluster: ClusterHandle, submission_id: str) -> bool:
+        return self.client(cluster).stop_job(submission_id)
+
+    def deploy_serve(self, cluster: ClusterHandle, app: ServeApp) -> None:
+        self.client(cluster).deploy_serve(app)
+
+    def serve(self, cluster: ClusterHandle, app_name: str) -> ServeReport:
+        return self.client(cluster).serve_report(app_name)
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _ray_env(self, name: str, token_path: Path, ports: dict[str, int]) -> dict[str, str]:
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(_DROPPED_ENV_PREFIXES) and k != "PYTHONPATH"
+        }
+        bin_dir = str(Path(self.python).parent)
+        env.update(
+            {
+                # `python` in an entrypoint must be the one that has Ray
+                "PATH": bin_dir + os.pathsep + env.get("PATH", ""),
+                "RAY_AUTH_MODE": "token",
+                "RAY_AUTH_TOKEN_PATH": str(token_path),
+                "RAY_USAGE_STATS_ENABLED": "0",
+                # every Ray process picks 127.0.0.1 as its address (see nodestart)
+                "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+                # fixed by default (44227): two clusters would collide
+                "DASHBOARD_METRIC_PORT": str(ports["dashboard_metrics"]),
+                processes.MARKER_ENV: name,
+            }
+        )
+        return env
+
+    def _common_args(self, ports: dict[str, int]) -> list[str]:
+        return [
+            f"--node-ip-address={LOOPBACK}",
+            f"--object-store-memory={self.object_store_bytes}",
+            "--disable-usage-stats",
+            "--include-log-monitor=false",
+            f"--node-manager-port={ports['node_manager']}",
+            f"--object-manager-port={ports['object_manager']}",
+            f"--metrics-export-port={ports['metrics_export']}",
+            f"--dashboard-agent-listen-port={ports['agent_listen']}",
+            f"--dashboard-agent-grpc-port={ports['agent_grpc']}",
+            f"--runtime-env-agent-port={ports['runtime_env_agent']}",
+        ]
+
+    def _head_args(self, ports: dict[str, int], ray_temp_dir: Path) -> list[str]:
+        return [
+            "--head",
+            f"--port={ports['gcs']}",
+            "--num-cpus=0",
+            "--num-gpus=0",
+            "--include-dashboard=true",
+            f"--dashboard-host={LOOPBACK}",
+            f"--dashboard-port={ports['dashboard']}",
+            # Ray's CLI insists on a Ray Client server (port 0 is refused): on loopback
+            f"--ray-client-server-port={ports['client_server']}",
+            "--no-monitor",  # hidden flag: no autoscaler for a fixed-size cluster
+            f"--temp-dir={ray_temp_dir}",
+            "--node-name=head",
+            *self._common_args(ports),
+        ]
+
+    def _worker_args(
+        self, node: NodePlacement, gpus: int, ports: dict[str, int], gcs_port: int
+    ) -> list[str]:
+        resources = {
+            f"{OWNER_RESOURCE_PREFIX}{node.owner}": gpus,
+            f"{GPU_CLASS_RESOURCE_PREFIX}{node.gpu_class}": gpus,
+        }
+        return [
+            f"--address={LOOPBACK}:{gcs_port}",
+            f"--num-cpus={self.cpus_per_node}",
+            f"--num-gpus={gpus}",
+            f"--resources={json.dumps(resources)}",
+            f"--labels={_labels(node)}",
+            f"--node-name={node.node}",
+            *self._common_args(ports),
+        ]
+
+    def _load(self, name: str) -> dict[str, Any] | None:
+        try:
+            state: dict[str, Any] = json.loads((self.state_dir / name / "cluster.json").read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+        return state
+
+    def _keeper_status(self, name: str) -> dict[str, Any]:
+        try:
+            status: dict[str, Any] = json.loads((self.state_dir / name / "keeper.json").read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}
+        return status
+
+    def _keeper_alive(self, state: dict[str, Any]) -> bool:
+        self._reap_keeper(state["name"])
+        return processes.alive(state["keeper_pid"], state.get("keeper_start_ticks"))
+
+    @staticmethod
+    def _session(state: dict[str, Any]) -> int | None:
+        """The keeper's session id, unless its pid now belongs to another process."""
+        proc = processes.read_proc(state["keeper_pid"])
+        if proc is not None and proc.start_ticks != state.get("keeper_start_ticks"):
+            return None
+        return int(state["keeper_pid"])
+
+    def _reap_keeper(self, name: str) -> None:
+        keeper = _KEEPERS.get(name)
+        if keeper is not None and keeper.poll() is not None:
+            _KEEPERS.pop(name, None)
+            if keeper.stdin is not None:
+                keeper.stdin.close()
+
+    def _remove(self, state: dict[str, Any]) -> None:
+        """Kill whatever is left of a cluster whose keeper is gone, then delete its state."""
+        left = processes.kill_members(sid=self._session(state), marker=state["name"])
+        if left:
+            raise RuntimeError(f"cluster {state['name']}: processes {sorted(left)} survived")
+        if os.environ.get(KEEP_TEMP_ENV):  # keep the logs for debugging, forget the cluster
+            (self.state_dir / state["name"] / "cluster.json").unlink(missing_ok=True)
+        else:
+            shutil.rmtree(state["ray_temp_dir"], ignore_errors=True)
+            shutil.rmtree(self.state_dir / state["name"], ignore_errors=True)
+        keeper = _KEEPERS.pop(state["name"], None)
+        if keeper is not None and keeper.stdin is not None:
+            keeper.stdin.close()
+
+    def _alive_nodes(self, cluster: ClusterHandle) -> int:
+        import urllib.request
+
+        request = urllib.request.Request(
+            f"{cluster.dashboard_url}/api/v0/nodes?limit=1000",
+            headers={"Authorization": f"Bearer {read_token(cluster.token_path)}"},
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:
+            body = json.load(response)
+        nodes = body["data"]["result"]["result"]
+        return sum(1 for n in nodes if n.get("state") == "ALIVE")
+
+    def _handle(self, state: dict[str, Any]) -> ClusterHandle:
+        head = state["ports"]["head"]
+        return ClusterHandle(
+            name=state["name"],
+            backend=self.name,
+            workload=_workload_from_json(state["workload"]),
+            placement=_placement_from_json(state["placement"]),
+            dashboard_url=f"http://{LOOPBACK}:{head['dashboard']}",
+            serve_url=f"http://{LOOPBACK}:{head['serve_http']}",
+            token_path=state["token_path"],
+            created_at=state["created_at"],
+        )
