@@ -4,8 +4,9 @@ One invocation replays the trace three times on the same number of GPUs — ``fa
 scheduling core), ``fifo`` and ``partition`` (see :mod:`polyculture.simulation.baselines`) —
 because every policy's sharing incentive is measured against ``partition``. ``--policy``
 picks which one the report leads with; ``--json`` prints one JSON object with its measures
-(definitions in :mod:`polyculture.simulation.metrics`) and a ``baselines`` object holding the
-same measures for ``fifo`` and ``partition``. ``--out DIR`` writes the PNG figures of
+(definitions in :mod:`polyculture.simulation.metrics`), a ``baselines`` object holding the
+same measures for ``fifo`` and ``partition`` (and ``fair`` when another policy leads), and
+``setup`` (the pool, the parameters, the replay time). ``--out DIR`` writes the PNG figures of
 :mod:`polyculture.simulation.plots`.
 """
 
@@ -134,7 +135,10 @@ def run(trace: Trace, args: argparse.Namespace) -> tuple[dict[str, object], dict
         for name, result in results.items()
     }
     report: dict[str, object] = dict(measured[args.policy])
-    report["baselines"] = {name: measured[name] for name in ("fifo", "partition")}
+    # fifo and partition always; fair too when the report leads with a baseline
+    baselines = {name: entry for name, entry in measured.items() if name != args.policy}
+    baselines.update((name, measured[name]) for name in ("fifo", "partition"))
+    report["baselines"] = baselines
     report["setup"] = {
         "trace": str(args.trace),
         "jobs": len(trace.jobs),

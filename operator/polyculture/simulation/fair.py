@@ -5,22 +5,30 @@ state and applies the core's decisions unchanged. The snapshot is built incremen
 and each job's :class:`Workload` are made once, a :class:`Running` once per start, so a cycle
 costs the core's time plus a few tuple copies.
 
-What the core sees of each queue is a prefix, and the reason it is exact: in one cycle the
-core can hand out at most ``B = free GPUs + sum over communities of max(0, entitled -
-allocated)`` GPUs (what is free, plus what preemption may take back for communities below
-their entitlement), entitlements being water-filled over the *full* demand. Each community's
-queue is cut after the first jobs that hold ``2 B`` GPUs in jobs no larger than ``B`` (a
-larger job cannot start this cycle): that keeps every community's demand at or above its
-entitlement — so the core computes the same entitlements as on the full queues — and leaves
-more startable jobs than the cycle can start, with room for jobs skipped because the free
-GPUs are split across nodes. When ``B`` is 0 nothing can start or be preempted, and the
-cycle is skipped without calling the core. A queue of thousands of jobs thus costs the core
-a few dozen.
+What the core sees of each queue is a part of it. With entitlements water-filled over the *full*
+demand, community ``c`` can start in one cycle only jobs no larger than ``S = free GPUs +
+sum of surpluses`` (free, or left over by a victim larger than its preemptor; victims come
+only from surpluses above entitlement) or no larger than its own shortfall ``D_c`` below
+entitlement (preemption admits only a job that keeps its community within entitlement), and
+at most ``S + D_c`` GPUs in all. It sees the head of each queue up to ``D_c`` GPUs — so every
+community's demand stays at or above its entitlement and the core computes the same
+entitlements as on the full queues — and, of each gang shape it could start (workers ×
+GPUs per worker no larger than ``S`` or ``D_c``), the first ``2 (S + D_c) / GPUs + 1`` jobs:
+more than it can start of that shape, in the core's own order, so a job of that shape
+further back could start only if one shown before it could not, though it is the same
+gang. (The replay keeps each queue split by shape, so the cut costs no scan.) That the cut
+changes no decision is checked on real jobs by the unit tests. A queue of thousands of jobs
+thus costs the core a few dozen.
+
+The cycle is skipped without calling the core when it provably decides nothing: no queued
+job fits the free GPUs (in total, and per worker in the largest free block of a node), and
+no queued job could be admitted by preemption — the core preempts only for a job that keeps
+its community within its entitlement, and only from a community that stays at or above its
+own without the victim, so a fraction of a GPU below or above entitlement preempts nothing.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 
 from polyculture.scheduling import schedule
@@ -31,6 +39,21 @@ from polyculture.simulation.replay import Cycle, JobState, PoolNode, PoolState, 
 from polyculture.simulation.trace import CommunityConfig
 
 _GPU_CLASS = "gpu"
+_EPSILON = 1e-9
+#: of each gang shape, a queue shows the core this many times the jobs the cycle could start
+_PREFIX_FACTOR = 2
+
+
+def _could_start(queue: Sequence[JobState], free: int, block: int, deficit: float) -> bool:
+    """Whether a job of ``queue`` fits the free GPUs (``block``: the largest free on a node),
+    or is no larger than its community's ``deficit`` below entitlement (preemption)."""
+    if deficit < 1 and (free < 1 or block < 1):
+        return False  # no job is that small: skip the scan of a long queue
+    for jobstate in queue:
+        gpus = jobstate.job.gpus
+        if gpus <= deficit or (gpus <= free and jobstate.gpus_per_worker <= block):
+            return True
+    return False
 
 
 class FairPolicy:
@@ -54,7 +77,7 @@ class FairPolicy:
         )
         self.preemptible_after_s: float | None = min_runtime_s if preemption else None
         self._workloads: dict[str, Workload] = {}
-        self._running: dict[str, tuple[int, Running]] = {}
+        self._live: dict[str, Running] = {}
         self.core_calls = 0
         self.core_pending = 0
 
@@ -71,17 +94,24 @@ class FairPolicy:
             self._workloads[jobstate.job.key] = workload
         return workload
 
-    def _running_of(self, jobstate: JobState) -> Running:
-        cached = self._running.get(jobstate.job.key)
-        if cached is not None and cached[0] == jobstate.attempt:
-            return cached[1]
-        running = Running(
-            workload=self._workload(jobstate),
-            placement=tuple(self._nodes[i].name for i in jobstate.placement),
-            started=jobstate.started,
-        )
-        self._running[jobstate.job.key] = (jobstate.attempt, running)
-        return running
+    def _sync(self, state: PoolState) -> tuple[Running, ...]:
+        """The running set as the core sees it, updated from the replay's journal."""
+        if state.journal is None:
+            state.journal = []
+            self._live = {}
+            for jobstate in state.running.values():
+                state.journal.append((True, jobstate))
+        for started, jobstate in state.journal:
+            if started:
+                self._live[jobstate.job.key] = Running(
+                    workload=self._workload(jobstate),
+                    placement=tuple(self._nodes[i].name for i in jobstate.placement),
+                    started=jobstate.started,
+                )
+            else:
+                del self._live[jobstate.job.key]
+        state.journal.clear()
+        return tuple(self._live.values())
 
     def cycle(self, state: PoolState, now: float) -> Cycle:
         communities = tuple(
@@ -99,30 +129,48 @@ class FairPolicy:
             for i, name in enumerate(state.communities)
         }
         entitled = entitlements(communities, demand, float(state.capacity), self._policy)
-        budget = sum(state.free)
-        if self._policy.preemption:
-            budget += sum(
-                max(0.0, entitled[name] - state.allocated[i])
-                for i, name in enumerate(state.communities)
-            )
-        reach = math.ceil(budget - 1e-9)
-        if reach <= 0:
-            return Cycle()
-        pending: list[Workload] = []
+        free = sum(state.free)
+        block = max(state.free)
+        shortfall = [
+            max(0.0, entitled[name] - state.allocated[i])
+            for i, name in enumerate(state.communities)
+        ]
+        surplus = sum(
+            max(0.0, state.allocated[i] - entitled[name])
+            for i, name in enumerate(state.communities)
+        )
+        # preemption takes only whole victims from a community that stays at its entitlement
+        may_preempt = self._policy.preemption and surplus >= 1 - _EPSILON
+        deficits = shortfall if may_preempt else [0.0] * len(shortfall)
+        if not any(
+            _could_start(state.pending[name], free, block, deficits[i] + _EPSILON)
+            for i, name in enumerate(state.communities)
+        ):
+            return Cycle()  # nothing fits the free GPUs, nobody may preempt for what it needs
+        # GPUs any community may start on: free now, or left over by a larger victim
+        spare = free + (surplus if may_preempt else 0.0) + _EPSILON
         shown: dict[str, JobState] = {}
-        for queue in state.pending.values():
+        for i, name in enumerate(state.communities):
+            # enough of the queue's head to keep the demand at or above the entitlement
             held = 0
-            for jobstate in queue:
-                if held >= 2 * reach:
+            for jobstate in state.pending[name]:
+                if held >= shortfall[i] - _EPSILON:
                     break
-                pending.append(self._workload(jobstate))
                 shown[jobstate.job.key] = jobstate
-                if jobstate.job.gpus <= reach:
-                    held += jobstate.job.gpus
+                held += jobstate.job.gpus
+            # and, of each shape it could start, more jobs than it can start
+            deficit = deficits[i] + _EPSILON
+            most = spare + deficit
+            for (workers, per_worker), queue in state.by_shape.get(name, {}).items():
+                gpus = workers * per_worker
+                if queue and (gpus <= spare or gpus <= deficit):
+                    for jobstate in queue[: int(_PREFIX_FACTOR * most / gpus) + 1]:
+                        shown[jobstate.job.key] = jobstate
+        pending = [self._workload(jobstate) for jobstate in shown.values()]
         snapshot = Snapshot(
             nodes=self._nodes,
             communities=communities,
-            running=tuple(self._running_of(j) for j in state.running.values()),
+            running=self._sync(state),
             pending=tuple(pending),
             now=now,
             policy=self._policy,
@@ -138,9 +186,9 @@ class FairPolicy:
                 raise SimulationError(f"fair: preempts {key}, which is not running")
             cycle.preemptions.append(victim)
         for admission in decisions.admissions:
-            jobstate = shown.get(admission.workload.key)
-            if jobstate is None:
+            admitted = shown.get(admission.workload.key)
+            if admitted is None:
                 raise SimulationError(f"fair: admits {admission.workload.key}, not pending")
             placement = tuple(self._node_index[name] for name in admission.placement)
-            cycle.admissions.append((jobstate, placement))
+            cycle.admissions.append((admitted, placement))
         return cycle

@@ -123,9 +123,7 @@ def fairness(result: Replay, config: Mapping[str, CommunityConfig]) -> dict[str,
     if contended_time <= 0:
         return {"contended_fraction": 0.0, "utilization_contended": 1.0, "jain_contended": 1.0}
     used = (arrays.allocated[contended].sum(axis=1) * arrays.dt[contended]).sum()
-    entitled = entitlements(
-        arrays.demand[contended], result.capacity, result.communities, config
-    )
+    entitled = entitlements(arrays.demand[contended], result.capacity, result.communities, config)
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = np.where(entitled > 0, arrays.allocated[contended] / entitled, 0.0)
     index = jain(ratio, entitled > 0)

@@ -18,12 +18,12 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from polyculture.simulation.metrics import Array, entitlements, steps  # noqa: E402
-from polyculture.simulation.replay import Replay  # noqa: E402
-from polyculture.simulation.trace import CommunityConfig  # noqa: E402
+from polyculture.simulation.metrics import Array, entitlements, steps
+from polyculture.simulation.replay import Replay
+from polyculture.simulation.trace import CommunityConfig
 
 _DAY = 86400.0
 _COLOURS = {"fair": "tab:blue", "fifo": "tab:orange", "partition": "tab:green"}
@@ -68,7 +68,7 @@ def allocation_figure(
     for i, name in enumerate(result.communities):
         axis = axes[i // columns][i % columns]
         top = max(float(entitled_mean[:, i].max()), float(allocated[:, i].max()), 1.0) * 1.1
-        axis.fill_between(days, 0, top, where=contended[:, 0] > 0.5, color="0.92", step="mid")
+        axis.fill_between(days, 0, top, where=contended > 0.5, color="0.92", step="mid")
         axis.fill_between(days, allocated[:, i], color=colour, alpha=0.55, step="mid")
         axis.plot(days, entitled_mean[:, i], color="black", linewidth=0.9, drawstyle="steps-mid")
         axis.set_ylim(0, top)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import bisect
 import heapq
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -94,6 +94,11 @@ class PoolState:
     pending_gpus: list[int]
     usage: list[float]
     index: dict[str, int]
+    #: the same queues split by gang shape (workers, GPUs per worker), each in queue order
+    by_shape: dict[str, dict[tuple[int, int], list[JobState]]] = field(default_factory=dict)
+    #: when a policy sets it to a list, every start and stop is appended as (started?, job)
+    #: so that the policy can mirror the running set incrementally (it clears what it read)
+    journal: list[tuple[bool, JobState]] | None = None
 
     @property
     def capacity(self) -> int:
@@ -163,11 +168,13 @@ def replay(
     restart_cost_s: float = 0.0,
     usage_half_life_s: float = 7 * 86400.0,
     largest_fit: dict[str, int] | None = None,
+    observe: Callable[[float, PoolState], None] | None = None,
 ) -> Replay:
     """Replay ``trace`` on ``nodes`` under ``policy`` until every job that can run has finished.
 
     ``largest_fit`` maps a community to the largest gang it can ever get (its partition);
     jobs above it, or above the pool, are set aside as unplaceable instead of waiting forever.
+    ``observe`` is called after every batch with the time and the pool state (diagnostics).
     """
     communities = trace.communities
     index = {name: i for i, name in enumerate(communities)}
@@ -219,7 +226,9 @@ def replay(
         if half_life > 0 and now > last:
             kept = 0.5 ** ((now - last) / half_life)
             gained = (1.0 - kept) * half_life / math.log(2)
-            state.usage = [u * kept + a * gained for u, a in zip(state.usage, state.allocated)]
+            state.usage = [
+                u * kept + a * gained for u, a in zip(state.usage, state.allocated, strict=True)
+            ]
         last = now
         changed = False
         while wakeups and wakeups[0] <= now:
@@ -265,6 +274,8 @@ def replay(
                 if policy.preemptible_after_s:
                     heapq.heappush(wakeups, now + policy.preemptible_after_s)
 
+        if observe is not None:
+            observe(now, state)
         times.append(now)
         allocated_rows.append(tuple(state.allocated))
         pending_rows.append(tuple(state.pending_gpus))
@@ -281,13 +292,18 @@ def replay(
     )
 
 
-def _enqueue(state: PoolState, jobstate: JobState) -> None:
-    queue = state.pending[jobstate.job.community]
+def _insert(queue: list[JobState], jobstate: JobState) -> None:
     if not queue or queue[-1].order < jobstate.order:
         queue.append(jobstate)
     else:
         keys = [queued.order for queued in queue]
         queue.insert(bisect.bisect(keys, jobstate.order), jobstate)
+
+
+def _enqueue(state: PoolState, jobstate: JobState) -> None:
+    _insert(state.pending[jobstate.job.community], jobstate)
+    shapes = state.by_shape.setdefault(jobstate.job.community, {})
+    _insert(shapes.setdefault((jobstate.workers, jobstate.gpus_per_worker), []), jobstate)
     state.pending_gpus[state.index[jobstate.job.community]] += jobstate.job.gpus
 
 
@@ -300,7 +316,11 @@ def _start(
     try:
         queue.remove(jobstate)
     except ValueError:
-        raise SimulationError(f"{policy}: admits {jobstate.job.key}, which is not pending") from None
+        raise SimulationError(
+            f"{policy}: admits {jobstate.job.key}, which is not pending"
+        ) from None
+    shape = (jobstate.workers, jobstate.gpus_per_worker)
+    state.by_shape[jobstate.job.community][shape].remove(jobstate)
     for node in placement:
         state.free[node] -= jobstate.gpus_per_worker
         if state.free[node] < 0:
@@ -315,10 +335,14 @@ def _start(
     jobstate.placement = placement
     jobstate.attempt += 1
     state.running[jobstate.job.key] = jobstate
+    if state.journal is not None:
+        state.journal.append((True, jobstate))
 
 
 def _release(state: PoolState, jobstate: JobState) -> None:
     del state.running[jobstate.job.key]
+    if state.journal is not None:
+        state.journal.append((False, jobstate))
     for node in jobstate.placement:
         state.free[node] += jobstate.gpus_per_worker
     state.allocated[state.index[jobstate.job.community]] -= jobstate.job.gpus

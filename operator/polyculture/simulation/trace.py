@@ -115,7 +115,9 @@ def load_philly(path: Path | str, *, limit: int | None = None) -> Trace:
         )
         for stamp, line, cluster, duration, gpus in rows
     )
-    return Trace(jobs=jobs, communities=tuple(sorted({job.community for job in jobs})), origin=origin)
+    return Trace(
+        jobs=jobs, communities=tuple(sorted({job.community for job in jobs})), origin=origin
+    )
 
 
 def load_config(path: Path | str) -> dict[str, CommunityConfig]:
@@ -134,8 +136,8 @@ def load_config(path: Path | str) -> dict[str, CommunityConfig]:
     if not isinstance(communities, dict):
         raise TraceError(f"{path}: `communities` must be a mapping of name to settings")
     config: dict[str, CommunityConfig] = {}
-    for name, settings in communities.items():
-        settings = settings or {}
+    for name, given in communities.items():
+        settings = given or {}
         unknown = set(settings) - {"weight", "guaranteedGPUs", "maxGPUs"}
         if unknown:
             raise TraceError(f"{path}: community {name}: unknown keys {sorted(unknown)}")

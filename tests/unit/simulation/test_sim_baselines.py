@@ -89,8 +89,13 @@ def test_best_fit(free: list[int], workers: int, per_worker: int, want: list[int
         pytest.param(10, {"a": 1, "b": 1, "c": 1}, {}, {"a": 4, "b": 3, "c": 3}, id="equal"),
         pytest.param(10, {"a": 2, "b": 1}, {}, {"a": 7, "b": 3}, id="by weight"),
         pytest.param(10, {"a": 2, "b": 1}, {"b": 5}, {"a": 5, "b": 5}, id="guarantee first"),
-        pytest.param(600, {str(i): 1 for i in range(15)}, {}, {str(i): 40 for i in range(15)},
-                     id="Philly on 600 GPUs is 40 each"),
+        pytest.param(
+            600,
+            {str(i): 1 for i in range(15)},
+            {},
+            {str(i): 40 for i in range(15)},
+            id="Philly on 600 GPUs is 40 each",
+        ),
     ],
 )
 def test_partition_slices(

@@ -1,0 +1,106 @@
+"""``polyculture simulate``: the JSON report, the figures, errors, and a slice of real jobs.
+
+Covers: the keys the report promises (and the same keys for each baseline), the text table,
+PNG figures, exit codes for bad input, and a replay of the first 2,000 Philly arrivals where
+fair share must beat both baselines on the measures it exists for.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from polyculture.cli import main as polyculture
+from polyculture.simulation.cli import main
+
+PHILLY = Path(__file__).resolve().parent / "data" / "philly-head.csv"
+KEYS = {
+    "utilization_contended",
+    "jain_contended",
+    "sharing_incentive_fraction",
+    "wait_p50_s",
+    "wait_p95_s",
+    "preemptions",
+}
+
+
+def small_trace(tmp_path: Path) -> Path:
+    """x fills 8 GPUs for an hour from 00:00; y asks for 2 GPUs at 00:10."""
+    path = tmp_path / "small.csv"
+    rows = ["timestamp,duration,num_gpus,gpu_time,cluster"]
+    rows += ["2017-10-01 00:00:00,3600.0,1,3600.0,x"] * 12
+    rows += ["2017-10-01 00:10:00,600.0,2,1200.0,y"]
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_json_report_holds_the_promised_keys_for_the_policy_and_each_baseline(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--trace", str(small_trace(tmp_path)), "--gpus", "8", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["policy"] == "fair"
+    assert set(report) >= KEYS
+    assert set(report["baselines"]) == {"fifo", "partition"}  # fair leads
+    for baseline in report["baselines"].values():
+        assert set(baseline) >= KEYS
+    # y is below its share of 4 when it arrives: fair preempts one of x's jobs for it...
+    assert report["per_community"]["y"]["wait_mean_s"] == 0
+    assert report["preemptions"] == 2
+    # ...while first come first served makes it wait for x's first jobs to end
+    assert report["baselines"]["fifo"]["per_community"]["y"]["wait_mean_s"] == 3000
+
+
+def test_the_command_prints_a_table_through_the_polyculture_entry_point(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    trace = str(small_trace(tmp_path))
+    assert polyculture(["simulate", "--trace", trace, "--gpus", "8", "--policy", "fifo"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split() == ["measure", "fifo", "partition", "fair"]
+    assert any(line.startswith("jain_contended") for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("missing", "gpus", "message"),
+    [
+        pytest.param(True, "8", "no such file", id="a trace that is not there"),
+        pytest.param(False, "0", "must be positive", id="a pool without GPUs"),
+    ],
+)
+def test_bad_input_exits_2_with_a_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], missing: bool, gpus: str, message: str
+) -> None:
+    trace = tmp_path / "missing.csv" if missing else small_trace(tmp_path)
+    assert main(["--trace", str(trace), "--gpus", gpus]) == 2
+    assert message in capsys.readouterr().err.lower()
+
+
+def test_a_slice_of_the_philly_trace_replays_fairly_with_figures(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "figures"
+    argv = ["--trace", str(PHILLY), "--gpus", "96", "--json", "--out", str(out)]
+    assert main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    fifo, partition = report["baselines"]["fifo"], report["baselines"]["partition"]
+    assert report["setup"]["jobs"] == 2000
+    assert report["contended_fraction"] > 0.3  # the slice does contend for 96 GPUs
+    assert (
+        report["jain_contended"] > 0.95 > max(fifo["jain_contended"], partition["jain_contended"])
+    )
+    assert report["wait_p95_s"] < min(fifo["wait_p95_s"], partition["wait_p95_s"])
+    assert report["utilization_contended"] > 2 * partition["utilization_contended"]
+    assert report["sharing_incentive_fraction"] > fifo["sharing_incentive_fraction"]
+    assert partition["unplaceable_jobs"] > 0  # 16-GPU jobs cannot run on an 8-GPU slice
+    names = sorted(path.name for path in out.iterdir())
+    assert names == [
+        "allocation-fair.png",
+        "allocation-fifo.png",
+        "allocation-partition.png",
+        "wait-cdf.png",
+    ]
+    for name in names:
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
