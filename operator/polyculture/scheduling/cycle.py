@@ -327,11 +327,13 @@ class _Cycle:
             if victims is None:
                 self._memo[(s, g)] = (self.index.version, n)
                 continue
+            shape_of = self.index.shape_of
             for live in victims:
                 live.preempted = True
                 self.preemptions.append(Preemption(live.running, FAIR_SHARE, by=w.key))
+                # a victim placed across shapes frees GPUs on each of them
+                self.preempted_shapes.update(shape_of[i] for i in live.nodes)
             self.preempted_in_pass = True
-            self.preempted_shapes.add(s)
             self._admit(w, c, s, units)
             return True
         return False

@@ -674,6 +674,33 @@ CASES = [
         want_preempted={"y/a": "FairShare"},
         want_waiting={"x/u": "OverShare"},
     ),
+    Case(
+        "GPUs a victim frees on another class are used in the same cycle",
+        # y's gang spans classes; x preempts it for A GPUs, which frees B GPUs that z (tried
+        # first, but with too small a share to preempt) fits into on the next pass
+        snapshot()
+        .nodes(
+            nodes("a", 1, gpu_class="H100", gpus=2),
+            nodes("big", 1, gpu_class="H100"),
+            nodes("b", 1, gpu_class="T4", gpus=2),
+        )
+        .communities("x", "y", community("z").weight(0.01).obj())
+        .policy(gpu_classes=(H100, T4))
+        .now(1000)
+        .running(
+            workload("y/span", "y").workers(2).gpus(2).running("a-0", "b-0", started=20),
+            workload("y/big", "y").gpus(8).running("big-0", started=10),
+        )
+        .pending(
+            workload("z/w", "z").gpu_class("T4").created(-1).obj(),
+            workload("x/t", "x").gpus(2).gpu_class("H100").obj(),
+            workload("x/u", "x").gpus(8).gpu_class("H100").created(1).obj(),
+        )
+        .obj(),
+        want_admitted={"x/t": ("a-0",), "z/w": ("b-0",)},
+        want_preempted={"y/span": "FairShare"},
+        want_waiting={"x/u": "OverShare"},
+    ),
     # ---- reclaim -----------------------------------------------------------------------
     Case(
         "workloads on a reclaimed node are preempted with OwnerReclaim",
