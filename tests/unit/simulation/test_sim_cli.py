@@ -104,3 +104,28 @@ def test_a_slice_of_the_philly_trace_replays_fairly_with_figures(
     ]
     for name in names:
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_config_weights_the_partition_and_the_fair_share(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    trace = tmp_path / "four.csv"
+    rows = ["timestamp,duration,num_gpus,gpu_time,cluster"]
+    rows += ["2017-10-01 00:00:00,3600.0,1,3600.0,x"] * 12
+    rows += ["2017-10-01 00:10:00,600.0,1,600.0,y"] * 4
+    trace.write_text("\n".join(rows) + "\n")
+    config = tmp_path / "pool.yaml"
+    config.write_text("communities:\n  x: {weight: 3}\n")
+    argv = ["--trace", str(trace), "--gpus", "8", "--json"]
+
+    assert main(argv) == 0
+    equal = json.loads(capsys.readouterr().out)
+    assert main([*argv, "--config", str(config)]) == 0
+    weighted = json.loads(capsys.readouterr().out)
+
+    assert equal["setup"]["partition_slices"] == {"x": 4, "y": 4}
+    assert weighted["setup"]["partition_slices"] == {"x": 6, "y": 2}
+    # y is entitled to 4 GPUs of 8 with equal weights, to 2 when x weighs 3
+    assert (equal["preemptions"], weighted["preemptions"]) == (4, 2)
+    assert equal["per_community"]["y"]["wait_p95_s"] == 0
+    assert weighted["per_community"]["y"]["wait_p95_s"] > 0
