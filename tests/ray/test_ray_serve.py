@@ -2,8 +2,7 @@
 
 Covers: the Serve application becomes healthy and its endpoint answers HTTP with the
 application's output; changing replicas within min/max takes effect, outside is refused;
-what listens where (Serve's proxy on loopback; Serve replicas' own gRPC servers are the one
-known exception, see the test).
+nothing of the cluster, Serve's proxy and replicas included, listens beyond loopback.
 
 One cluster (head + one node of one owner with 2 fake GPUs) serves the whole module.
 """
@@ -130,18 +129,16 @@ def test_missing_application_is_reported(backend: LocalBackend, cluster: Cluster
     assert report.state is ServeState.MISSING and not report.healthy
 
 
-def test_listeners_are_on_loopback_except_serve_replica_grpc(
+def test_nothing_listens_beyond_loopback_with_serve(
     backend: LocalBackend, cluster: ClusterHandle, deployed: ServeReport
 ) -> None:
     mine = backend.pids(cluster)
     sockets = [s for s in listeners() if s.pid in mine]
     serve_port = int(deployed.endpoint.split(":")[2].split("/")[0])
     assert any(s.port == serve_port and s.address == "127.0.0.1" for s in sockets)
-    beyond = [s for s in sockets if not s.loopback]
-    # Ray Serve 2.60 starts each replica's inter-deployment gRPC server on "[::]:0",
-    # hard-coded (ray/serve/_private/replica.py); no flag or variable changes it.
-    assert [s for s in beyond if not s.process.startswith("ray::ServeRepli")] == []
-    figure("Serve replica listeners beyond loopback (known)", str(beyond))
+    replicas = [s for s in sockets if s.process.startswith("ray::ServeRepli")]
+    assert replicas, "each replica has its own gRPC server (moved to loopback by serve_loopback)"
+    assert [s for s in sockets if not s.loopback] == []
     rss, pss = processes.memory(mine)
     figure(
         f"memory of a head + 1 worker cluster with Serve ({len(mine)} processes)",

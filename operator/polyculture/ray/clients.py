@@ -197,8 +197,9 @@ class RayClusterClient:
 
     def deploy_serve(self, app: ServeApp) -> None:
         runtime_env = dict(app.runtime_env)
-        # turns a local working_dir into a gcs:// package on the cluster (in place)
+        # turn a local working_dir and py_modules into gcs:// packages on the cluster (in place)
         self.serve_sdk._upload_working_dir_if_needed(runtime_env)
+        self.serve_sdk._upload_py_modules_if_needed(runtime_env)
         applications = [
             details["deployed_app_config"]
             for name, details in (self.serve_details().get("applications") or {}).items()

@@ -42,12 +42,12 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Final
 
 import polyculture
-from polyculture.ray import processes
+from polyculture.ray import processes, serve_loopback
 from polyculture.ray.backend import (
     GPU_CLASS_LABEL,
     GPU_CLASS_RESOURCE_PREFIX,
@@ -131,6 +131,21 @@ def _workload_from_json(data: dict[str, Any]) -> WorkloadRef:
     return WorkloadRef(
         namespace=data["namespace"], name=data["name"], role=Role(data["role"]), uid=data["uid"]
     )
+
+
+def _with_loopback_replicas(app: ServeApp) -> ServeApp:
+    """``app`` whose replicas keep their gRPC server on loopback (see serve_loopback)."""
+    runtime_env = dict(app.runtime_env)
+    modules = runtime_env.get("py_modules") or []
+    env_vars = runtime_env.get("env_vars") or {}
+    if not isinstance(modules, list) or not isinstance(env_vars, dict):
+        raise TypeError("runtime_env: py_modules must be a list and env_vars a mapping")
+    if serve_loopback.HOOK_ENV in env_vars:
+        log.warning("%s has its own worker setup hook: its replicas listen on [::]", app.name)
+        return app
+    runtime_env["py_modules"] = [*modules, str(Path(polyculture.__file__).resolve().parent)]
+    runtime_env["env_vars"] = {**env_vars, serve_loopback.HOOK_ENV: serve_loopback.HOOK}
+    return replace(app, runtime_env=runtime_env)
 
 
 class LocalBackend:
@@ -344,7 +359,7 @@ class LocalBackend:
         return self.client(cluster).stop_job(submission_id)
 
     def deploy_serve(self, cluster: ClusterHandle, app: ServeApp) -> None:
-        self.client(cluster).deploy_serve(app)
+        self.client(cluster).deploy_serve(_with_loopback_replicas(app))
 
     def serve(self, cluster: ClusterHandle, app_name: str) -> ServeReport:
         return self.client(cluster).serve_report(app_name)
