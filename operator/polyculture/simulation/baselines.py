@@ -48,13 +48,9 @@ def _greedy(
     state: PoolState, queue: Iterable[JobState], nodes: Sequence[int], cycle: Cycle
 ) -> None:
     """Start every job of ``queue`` (in order) that fits on ``nodes``; record it in ``cycle``."""
-    free = state.free
-    budget = sum(free[node] for node in nodes)
-    largest = max((free[node] for node in nodes), default=0)
-    scratch = {node: free[node] for node in nodes}
-    view = [0] * len(free)
-    for node, value in scratch.items():
-        view[node] = value
+    view = list(state.free)  # what is left free once this cycle's admissions start
+    budget = sum(view[node] for node in nodes)
+    largest = max((view[node] for node in nodes), default=0)
     for jobstate in queue:
         if budget <= 0:
             return

@@ -16,7 +16,7 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from polyculture.simulation import metrics
@@ -81,7 +81,8 @@ def main(argv: list[str]) -> int:
         return 2
     report, results = run(trace, args)
     if args.out is not None:
-        write_figures(trace, results, args.out, credit=_credit(args.trace))
+        slices = report["setup"]["partition_slices"]  # type: ignore[index]
+        write_figures(trace, results, args.out, credit=_credit(args.trace), slices=slices)
         report["figures"] = sorted(str(path) for path in args.out.glob("*.png"))
     if args.json:
         print(json.dumps(report, indent=2, sort_keys=True))
@@ -157,13 +158,26 @@ def run(trace: Trace, args: argparse.Namespace) -> tuple[dict[str, object], dict
     return report, results
 
 
-def write_figures(trace: Trace, results: dict[str, Replay], out: Path, *, credit: str) -> None:
+def write_figures(
+    trace: Trace,
+    results: dict[str, Replay],
+    out: Path,
+    *,
+    credit: str,
+    slices: Mapping[str, int],
+) -> None:
     """Allocation per community for each policy, and the wait CDF of all of them."""
     from polyculture.simulation import plots  # matplotlib only when figures are asked for
 
     out.mkdir(parents=True, exist_ok=True)
     for name, result in results.items():
-        plots.allocation_figure(result, trace.config, out / f"allocation-{name}.png", credit=credit)
+        plots.allocation_figure(
+            result,
+            trace.config,
+            out / f"allocation-{name}.png",
+            credit=credit,
+            slices=slices if name == "partition" else None,
+        )
     plots.wait_cdf_figure(list(results.values()), out / "wait-cdf.png", credit=credit)
 
 

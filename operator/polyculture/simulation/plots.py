@@ -41,9 +41,15 @@ def binned(start: Array, dt: Array, values: Array, edges: Array) -> Array:
 
 
 def allocation_figure(
-    result: Replay, config: Mapping[str, CommunityConfig], path: Path, *, credit: str = ""
+    result: Replay,
+    config: Mapping[str, CommunityConfig],
+    path: Path,
+    *,
+    credit: str = "",
+    slices: Mapping[str, int] | None = None,
 ) -> None:
-    """Write ``path``: allocated vs entitled GPUs per community over time (``result``)."""
+    """Write ``path``: allocated vs entitled GPUs per community over time (``result``);
+    ``slices`` (the partition's private GPUs per community) are drawn dotted."""
     arrays = steps(result)
     entitled = entitlements(arrays.demand, result.capacity, result.communities, config)
     span = max(float(arrays.dt.sum()), 1.0)
@@ -68,9 +74,13 @@ def allocation_figure(
     for i, name in enumerate(result.communities):
         axis = axes[i // columns][i % columns]
         top = max(float(entitled_mean[:, i].max()), float(allocated[:, i].max()), 1.0) * 1.1
+        if slices is not None and name in slices:
+            top = max(top, slices[name] * 1.1)
         axis.fill_between(days, 0, top, where=contended > 0.5, color="0.92", step="mid")
         axis.fill_between(days, allocated[:, i], color=colour, alpha=0.55, step="mid")
         axis.plot(days, entitled_mean[:, i], color="black", linewidth=0.9, drawstyle="steps-mid")
+        if slices is not None and name in slices:
+            axis.axhline(slices[name], color="0.3", linestyle=":", linewidth=1.0)
         axis.set_ylim(0, top)
         axis.set_title(name, fontsize=9)
         axis.tick_params(labelsize=7)
@@ -82,7 +92,8 @@ def allocation_figure(
         axes[j // columns][j % columns].set_visible(False)
     figure.suptitle(
         f"{result.policy}: GPUs allocated (filled) vs entitled (black), "
-        f"{result.capacity} GPUs; grey = contended",
+        f"{result.capacity} GPUs; grey = contended"
+        + ("; dotted = private slice" if slices is not None else ""),
         fontsize=10,
     )
     figure.text(0.01, 0.003, credit, fontsize=6, color="0.4")
