@@ -31,4 +31,4 @@ class Model:
         return answer(request.query_params.get("text", ""))
 
 
-app = Model.bind()
+app = Model.bind()  # type: ignore[attr-defined]  # serve.deployment returns a Deployment

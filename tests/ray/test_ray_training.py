@@ -117,6 +117,8 @@ def test_two_worker_run_reports_final_state_log_tail_and_duration(
         interval_s=0.1,
     )
     figure("job submit->running", f"{time.monotonic() - submitted:.1f} s")
+    # the module's first job: cluster.created_at is when create() was called
+    figure("create->first job running", f"{time.time() - cluster.created_at:.1f} s")
 
     report = wait_job(backend, cluster, sid)
 
