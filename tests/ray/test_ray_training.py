@@ -30,6 +30,7 @@ from polyculture.ray import (
     Placement,
     TrainingJob,
     WorkloadRef,
+    follow_job,
     processes,
     wait_for,
 )
@@ -120,9 +121,11 @@ def test_two_worker_run_reports_final_state_log_tail_and_duration(
     # the module's first job: cluster.created_at is when create() was called
     figure("create->first job running", f"{time.time() - cluster.created_at:.1f} s")
 
-    report = wait_job(backend, cluster, sid)
+    reports = list(follow_job(backend, cluster, sid, interval_s=0.5, tail_lines=200, timeout_s=120))
+    report = reports[-1]
 
     assert report.state is JobState.SUCCEEDED, report.log_tail
+    assert JobState.RUNNING in {r.state for r in reports[:-1]}
     assert report.exit_code == 0
     assert report.duration_s is not None and 0 < report.duration_s < 120
     assert "training complete at step 6" in report.log_tail
@@ -162,6 +165,8 @@ def test_one_submission_id_runs_one_job(
     report = wait_job(backend, cluster, first)
     assert report.state is JobState.SUCCEEDED
     assert report.log_tail.count("starting from step 0") == 1
+    assert backend.job(cluster, "pc-no-such-job").state is JobState.MISSING
+    assert not backend.stop_job(cluster, "pc-no-such-job")
 
 
 def test_request_without_the_token_is_refused(cluster: ClusterHandle) -> None:

@@ -22,7 +22,7 @@ import enum
 import hashlib
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Protocol, TypeVar
 
@@ -360,6 +360,30 @@ def wait_for(
             return result
         if time.monotonic() >= deadline:
             raise TimeoutError(f"{what} not reached within {timeout_s:g}s: last {result!r}")
+        time.sleep(interval_s)
+
+
+def follow_job(
+    backend: ClusterBackend,
+    cluster: ClusterHandle,
+    submission_id: str,
+    *,
+    interval_s: float = 1.0,
+    tail_lines: int = 50,
+    timeout_s: float | None = None,
+) -> Iterator[JobReport]:
+    """Yield the job's report every ``interval_s`` until it ends; the last one is terminal.
+
+    TimeoutError after ``timeout_s`` (if given) without an end.
+    """
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    while True:
+        report = backend.job(cluster, submission_id, tail_lines=tail_lines)
+        yield report
+        if report.state.terminal:
+            return
+        if deadline is not None and time.monotonic() >= deadline:
+            raise TimeoutError(f"job {submission_id} still {report.state} after {timeout_s:g}s")
         time.sleep(interval_s)
 
 

@@ -42,6 +42,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Final
@@ -296,10 +297,18 @@ class LocalBackend:
         if phase != "running":
             return ClusterStatus(phase=ClusterPhase.STARTING, nodes_expected=expected)
         try:
-            alive = self._alive_nodes(cluster)
-        except (OSError, RuntimeError, ValueError) as error:
+            states = self._node_states(cluster)
+        except (OSError, RuntimeError, ValueError, KeyError) as error:
             return ClusterStatus(
                 phase=ClusterPhase.STARTING, nodes_expected=expected, message=str(error)
+            )
+        alive = states.count("ALIVE")
+        if "DEAD" in states:  # a node that joined and died: the gang is broken
+            return ClusterStatus(
+                phase=ClusterPhase.FAILED,
+                nodes_alive=alive,
+                nodes_expected=expected,
+                message=f"{states.count('DEAD')} Ray node(s) died",
             )
         return ClusterStatus(
             phase=ClusterPhase.READY if alive >= expected else ClusterPhase.STARTING,
@@ -484,17 +493,14 @@ class LocalBackend:
         if keeper is not None and keeper.stdin is not None:
             keeper.stdin.close()
 
-    def _alive_nodes(self, cluster: ClusterHandle) -> int:
-        import urllib.request
-
+    def _node_states(self, cluster: ClusterHandle) -> list[str]:
         request = urllib.request.Request(
             f"{cluster.dashboard_url}/api/v0/nodes?limit=1000",
             headers={"Authorization": f"Bearer {read_token(cluster.token_path)}"},
         )
         with urllib.request.urlopen(request, timeout=5) as response:
             body = json.load(response)
-        nodes = body["data"]["result"]["result"]
-        return sum(1 for n in nodes if n.get("state") == "ALIVE")
+        return [str(n.get("state")) for n in body["data"]["result"]["result"]]
 
     def _handle(self, state: dict[str, Any]) -> ClusterHandle:
         head = state["ports"]["head"]
