@@ -28,7 +28,7 @@ from polyculture.ray import (
     submission_id,
 )
 from polyculture.ray.clients import job_runtime_env, serve_application_config, serve_config
-from polyculture.ray.local import LocalBackend, free_ports
+from polyculture.ray.localnodes import NodeSettings, free_ports
 
 MODEL = WorkloadRef(namespace="lab-a", name="Tiny_LM", uid="u-1")
 TWO_NODES = Placement(
@@ -120,7 +120,7 @@ def test_serve_config_is_declarative_with_replicas_and_gpus() -> None:
 
 
 def test_worker_node_declares_gpus_owner_class_and_labels(tmp_path: Path) -> None:
-    backend = LocalBackend(tmp_path, cpus_per_node=1)
+    settings = NodeSettings(python=sys.executable, object_store_bytes=80 << 20, cpus_per_node=1)
     node = TWO_NODES.nodes[0]
     ports = dict(
         zip(
@@ -136,7 +136,9 @@ def test_worker_node_declares_gpus_owner_class_and_labels(tmp_path: Path) -> Non
             strict=True,
         )
     )
-    args = backend._worker_args(node, TWO_NODES.gpus_on(node), ports, gcs_port=20000)
+    args = settings.worker_args(
+        node, gpus=TWO_NODES.gpus_on(node), ports=ports, gcs_port=20000, temp_dir=tmp_path / "w0"
+    )
     flags = dict(a.split("=", 1) for a in args if "=" in a)
     assert flags["--address"] == "127.0.0.1:20000"
     assert flags["--node-ip-address"] == "127.0.0.1"
@@ -152,6 +154,7 @@ def test_worker_node_declares_gpus_owner_class_and_labels(tmp_path: Path) -> Non
     }
     assert flags["--node-name"] == "alice-gpu-0"
     assert flags["--node-manager-port"] == "20001"
+    assert flags["--temp-dir"] == str(tmp_path / "w0")
 
 
 def test_free_ports_are_distinct_and_bindable_on_loopback() -> None:

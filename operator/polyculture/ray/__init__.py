@@ -7,8 +7,10 @@
 - :mod:`polyculture.ray.clients` — Ray Jobs (Job Submission SDK) and Ray Serve (declarative
   config) for one cluster, authenticated with the cluster's token.
 - :mod:`polyculture.ray.local` — the ``local`` backend: real Ray processes on 127.0.0.1.
-- :mod:`polyculture.ray.keeper`, :mod:`polyculture.ray.nodestart`,
-  :mod:`polyculture.ray.processes` — how the local backend runs, binds and reaps them.
+- :mod:`polyculture.ray.localnodes`, :mod:`polyculture.ray.keeper`,
+  :mod:`polyculture.ray.nodestart`, :mod:`polyculture.ray.processes`,
+  :mod:`polyculture.ray.serve_loopback` — how the local backend starts its nodes, keeps
+  them on loopback, and reaps them.
 
 Checkpoint and resume contract — every training run gets these environment variables:
 

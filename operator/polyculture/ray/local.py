@@ -38,7 +38,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -47,14 +46,8 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Final
 
-import polyculture
 from polyculture.ray import processes, serve_loopback
 from polyculture.ray.backend import (
-    GPU_CLASS_LABEL,
-    GPU_CLASS_RESOURCE_PREFIX,
-    NODE_LABEL,
-    OWNER_LABEL,
-    OWNER_RESOURCE_PREFIX,
     ClusterHandle,
     ClusterPhase,
     ClusterStatus,
@@ -69,56 +62,23 @@ from polyculture.ray.backend import (
 )
 from polyculture.ray.clients import RayClusterClient, read_token
 from polyculture.ray.keeper import KEEP_TEMP_ENV
+from polyculture.ray.localnodes import (
+    HEAD_PORTS,
+    NODE_PORTS,
+    PACKAGE_DIR,
+    NodeSettings,
+    free_ports,
+    module_argv,
+)
 from polyculture.ray.nodestart import LOOPBACK
 
 log = logging.getLogger(__name__)
 
 DEFAULT_RAY_TEMP_ROOT: Final = Path("/tmp/pc-ray")
-HEAD_PORTS: Final = ("gcs", "dashboard", "client_server", "dashboard_metrics", "serve_http")
-NODE_PORTS: Final = (
-    "node_manager",
-    "object_manager",
-    "metrics_export",
-    "agent_listen",
-    "agent_grpc",
-    "runtime_env_agent",
-)
-# The operator's own Ray settings must not leak into a cluster it starts.
-_DROPPED_ENV_PREFIXES: Final = ("RAY_", "POLYCULTURE_RAY_")
-_PACKAGE_ROOT: Final = str(Path(polyculture.__file__).resolve().parent.parent)
-# Run a polyculture module by absolute import, without PYTHONPATH (which would leak into
-# every Ray process and job) and without putting the module's own folder on sys.path.
-_RUN_MODULE: Final = (
-    "import sys; sys.path.insert(0, {root!r}); from {module} import main; "
-    "sys.exit(main(sys.argv[1:]))"
-)
-
 # Keepers started by this process, by cluster name. Module-level on purpose: the pipe to a
 # fate-sharing keeper must stay open as long as this *process* lives, not as long as the
 # backend object that started it (a new backend object adopts the cluster).
 _KEEPERS: dict[str, subprocess.Popen[bytes]] = {}
-
-
-def free_ports(count: int, host: str = LOOPBACK) -> list[int]:
-    """``count`` distinct ports free on ``host`` now (all held open while choosing)."""
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind((host, 0))
-            sockets.append(sock)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
-def _module_argv(python: str, module: str, args: list[str]) -> list[str]:
-    return [python, "-c", _RUN_MODULE.format(root=_PACKAGE_ROOT, module=module), *args]
-
-
-def _labels(node: NodePlacement) -> str:
-    return f"{OWNER_LABEL}={node.owner},{GPU_CLASS_LABEL}={node.gpu_class},{NODE_LABEL}={node.node}"
 
 
 def _placement_from_json(data: dict[str, Any]) -> Placement:
@@ -144,7 +104,7 @@ def _with_loopback_replicas(app: ServeApp) -> ServeApp:
     if serve_loopback.HOOK_ENV in env_vars:
         log.warning("%s has its own worker setup hook: its replicas listen on [::]", app.name)
         return app
-    runtime_env["py_modules"] = [*modules, str(Path(polyculture.__file__).resolve().parent)]
+    runtime_env["py_modules"] = [*modules, str(PACKAGE_DIR)]
     runtime_env["env_vars"] = {**env_vars, serve_loopback.HOOK_ENV: serve_loopback.HOOK}
     return replace(app, runtime_env=runtime_env)
 
@@ -168,8 +128,9 @@ class LocalBackend:
         self.fate_share = fate_share
         self.python = python
         self.ray_temp_root = Path(ray_temp_root)
-        self.object_store_bytes = object_store_bytes
-        self.cpus_per_node = cpus_per_node
+        self.nodes = NodeSettings(
+            python=python, object_store_bytes=object_store_bytes, cpus_per_node=cpus_per_node
+        )
 
     # -- create / find / status / teardown ---------------------------------------------------
 
@@ -193,24 +154,27 @@ class LocalBackend:
         head_ports = {key: next(pool) for key in (*HEAD_PORTS, *NODE_PORTS)}
         node_ports = [{key: next(pool) for key in NODE_PORTS} for _ in placement.nodes]
 
-        env = self._ray_env(name, token_path, head_ports)
+        env = self.nodes.env(name, token_path, head_ports)
+        start = "polyculture.ray.nodestart"
         nodes: dict[str, dict[str, Any]] = {
             "head": {
-                "argv": _module_argv(
-                    self.python,
-                    "polyculture.ray.nodestart",
-                    self._head_args(head_ports, ray_temp_dir),
+                "argv": module_argv(
+                    self.python, start, self.nodes.head_args(head_ports, ray_temp_dir / "h")
                 ),
                 "env": env,
                 "log": str(cluster_dir / "head.log"),
             }
         }
         for i, (node, ports) in enumerate(zip(placement.nodes, node_ports, strict=True)):
-            args = self._worker_args(node, placement.gpus_on(node), ports, head_ports["gcs"])
-            # a temp dir per node: nodes starting at once race for the same socket names
-            args.append(f"--temp-dir={ray_temp_dir / f'w{i}'}")
+            args = self.nodes.worker_args(
+                node,
+                gpus=placement.gpus_on(node),
+                ports=ports,
+                gcs_port=head_ports["gcs"],
+                temp_dir=ray_temp_dir / f"w{i}",
+            )
             nodes[f"worker-{i}"] = {
-                "argv": _module_argv(self.python, "polyculture.ray.nodestart", args),
+                "argv": module_argv(self.python, start, args),
                 "env": env,
                 "log": str(cluster_dir / f"worker-{i}-{node.node}.log"),
             }
@@ -229,7 +193,7 @@ class LocalBackend:
 
         with open(cluster_dir / "keeper.log", "ab") as keeper_log:
             keeper = subprocess.Popen(
-                _module_argv(self.python, "polyculture.ray.keeper", [str(spec_path)]),
+                module_argv(self.python, "polyculture.ray.keeper", [str(spec_path)]),
                 stdin=subprocess.PIPE if self.fate_share else subprocess.DEVNULL,
                 stdout=keeper_log,
                 stderr=keeper_log,
@@ -374,77 +338,6 @@ class LocalBackend:
         return self.client(cluster).serve_report(app_name)
 
     # -- internals ---------------------------------------------------------------------------
-
-    def _ray_env(self, name: str, token_path: Path, ports: dict[str, int]) -> dict[str, str]:
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(_DROPPED_ENV_PREFIXES) and k != "PYTHONPATH"
-        }
-        bin_dir = str(Path(self.python).parent)
-        env.update(
-            {
-                # `python` in an entrypoint must be the one that has Ray
-                "PATH": bin_dir + os.pathsep + env.get("PATH", ""),
-                "RAY_AUTH_MODE": "token",
-                "RAY_AUTH_TOKEN_PATH": str(token_path),
-                "RAY_USAGE_STATS_ENABLED": "0",
-                # every Ray process picks 127.0.0.1 as its address (see nodestart)
-                "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
-                # fixed by default (44227): two clusters would collide
-                "DASHBOARD_METRIC_PORT": str(ports["dashboard_metrics"]),
-                processes.MARKER_ENV: name,
-            }
-        )
-        return env
-
-    def _common_args(self, ports: dict[str, int]) -> list[str]:
-        return [
-            f"--node-ip-address={LOOPBACK}",
-            f"--object-store-memory={self.object_store_bytes}",
-            "--disable-usage-stats",
-            "--include-log-monitor=false",
-            f"--node-manager-port={ports['node_manager']}",
-            f"--object-manager-port={ports['object_manager']}",
-            f"--metrics-export-port={ports['metrics_export']}",
-            f"--dashboard-agent-listen-port={ports['agent_listen']}",
-            f"--dashboard-agent-grpc-port={ports['agent_grpc']}",
-            f"--runtime-env-agent-port={ports['runtime_env_agent']}",
-        ]
-
-    def _head_args(self, ports: dict[str, int], ray_temp_dir: Path) -> list[str]:
-        return [
-            "--head",
-            f"--port={ports['gcs']}",
-            "--num-cpus=0",
-            "--num-gpus=0",
-            "--include-dashboard=true",
-            f"--dashboard-host={LOOPBACK}",
-            f"--dashboard-port={ports['dashboard']}",
-            # Ray's CLI insists on a Ray Client server (port 0 is refused): on loopback
-            f"--ray-client-server-port={ports['client_server']}",
-            "--no-monitor",  # hidden flag: no autoscaler for a fixed-size cluster
-            f"--temp-dir={ray_temp_dir}",
-            "--node-name=head",
-            *self._common_args(ports),
-        ]
-
-    def _worker_args(
-        self, node: NodePlacement, gpus: int, ports: dict[str, int], gcs_port: int
-    ) -> list[str]:
-        resources = {
-            f"{OWNER_RESOURCE_PREFIX}{node.owner}": gpus,
-            f"{GPU_CLASS_RESOURCE_PREFIX}{node.gpu_class}": gpus,
-        }
-        return [
-            f"--address={LOOPBACK}:{gcs_port}",
-            f"--num-cpus={self.cpus_per_node}",
-            f"--num-gpus={gpus}",
-            f"--resources={json.dumps(resources)}",
-            f"--labels={_labels(node)}",
-            f"--node-name={node.node}",
-            *self._common_args(ports),
-        ]
 
     def _load(self, name: str) -> dict[str, Any] | None:
         try:

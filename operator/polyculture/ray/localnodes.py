@@ -1,0 +1,162 @@
+"""The command lines and environment of a local Ray cluster's nodes (pure, no process started).
+
+A head (no CPUs, no GPUs, the dashboard, Serve's HTTP proxy later) and one worker node per
+placed node, declaring that node's GPUs (fake: a declared count, never detected hardware),
+its owner and GPU class as custom resources and labels, and its name. Every port is chosen
+by the caller (free on 127.0.0.1) and every node address is 127.0.0.1 (see
+:mod:`polyculture.ray.nodestart`). Nodes are started by the keeper as
+``python -c <run polyculture.ray.nodestart> <ray start options>``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import polyculture
+from polyculture.ray.backend import (
+    GPU_CLASS_LABEL,
+    GPU_CLASS_RESOURCE_PREFIX,
+    NODE_LABEL,
+    OWNER_LABEL,
+    OWNER_RESOURCE_PREFIX,
+    NodePlacement,
+)
+from polyculture.ray.nodestart import LOOPBACK
+from polyculture.ray.processes import MARKER_ENV
+
+HEAD_PORTS: Final = ("gcs", "dashboard", "client_server", "dashboard_metrics", "serve_http")
+NODE_PORTS: Final = (
+    "node_manager",
+    "object_manager",
+    "metrics_export",
+    "agent_listen",
+    "agent_grpc",
+    "runtime_env_agent",
+)
+# The operator's own Ray settings must not leak into a cluster it starts.
+_DROPPED_ENV_PREFIXES: Final = ("RAY_", "POLYCULTURE_RAY_")
+PACKAGE_DIR: Final = Path(polyculture.__file__).resolve().parent
+# Run a polyculture module by absolute import, without PYTHONPATH (which would leak into
+# every Ray process and job) and without putting the module's own folder on sys.path.
+_RUN_MODULE: Final = (
+    "import sys; sys.path.insert(0, {root!r}); from {module} import main; "
+    "sys.exit(main(sys.argv[1:]))"
+)
+
+
+def free_ports(count: int, host: str = LOOPBACK) -> list[int]:
+    """``count`` distinct ports free on ``host`` now (all held open while choosing)."""
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind((host, 0))
+            sockets.append(sock)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def module_argv(python: str, module: str, args: list[str]) -> list[str]:
+    """Run ``module``'s ``main(argv)`` with ``python``, importing polyculture from here."""
+    return [python, "-c", _RUN_MODULE.format(root=str(PACKAGE_DIR.parent), module=module), *args]
+
+
+@dataclass(frozen=True, kw_only=True)
+class NodeSettings:
+    """What every node of a local cluster shares."""
+
+    python: str
+    object_store_bytes: int
+    cpus_per_node: int
+
+    def env(self, cluster: str, token_path: Path, ports: dict[str, int]) -> dict[str, str]:
+        """The environment of every Ray process of ``cluster`` (inherited by its jobs)."""
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(_DROPPED_ENV_PREFIXES) and k != "PYTHONPATH"
+        }
+        env.update(
+            {
+                # `python` in an entrypoint must be the one that has Ray
+                "PATH": str(Path(self.python).parent) + os.pathsep + env.get("PATH", ""),
+                "RAY_AUTH_MODE": "token",
+                "RAY_AUTH_TOKEN_PATH": str(token_path),
+                "RAY_USAGE_STATS_ENABLED": "0",
+                # every Ray process picks 127.0.0.1 as its address (see nodestart)
+                "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+                # fixed by default (44227): two clusters would collide
+                "DASHBOARD_METRIC_PORT": str(ports["dashboard_metrics"]),
+                MARKER_ENV: cluster,
+            }
+        )
+        return env
+
+    def _common_args(self, ports: dict[str, int], temp_dir: Path) -> list[str]:
+        return [
+            f"--node-ip-address={LOOPBACK}",
+            f"--object-store-memory={self.object_store_bytes}",
+            "--disable-usage-stats",
+            "--include-log-monitor=false",
+            # a temp dir per node: nodes starting at once race for the same socket names
+            f"--temp-dir={temp_dir}",
+            f"--node-manager-port={ports['node_manager']}",
+            f"--object-manager-port={ports['object_manager']}",
+            f"--metrics-export-port={ports['metrics_export']}",
+            f"--dashboard-agent-listen-port={ports['agent_listen']}",
+            f"--dashboard-agent-grpc-port={ports['agent_grpc']}",
+            f"--runtime-env-agent-port={ports['runtime_env_agent']}",
+        ]
+
+    def head_args(self, ports: dict[str, int], temp_dir: Path) -> list[str]:
+        return [
+            "--head",
+            f"--port={ports['gcs']}",
+            "--num-cpus=0",
+            "--num-gpus=0",
+            "--include-dashboard=true",
+            f"--dashboard-host={LOOPBACK}",
+            f"--dashboard-port={ports['dashboard']}",
+            # Ray's CLI insists on a Ray Client server (port 0 is refused): on loopback
+            f"--ray-client-server-port={ports['client_server']}",
+            "--no-monitor",  # hidden flag: no autoscaler for a fixed-size cluster
+            "--node-name=head",
+            *self._common_args(ports, temp_dir),
+        ]
+
+    def worker_args(
+        self,
+        node: NodePlacement,
+        *,
+        gpus: int,
+        ports: dict[str, int],
+        gcs_port: int,
+        temp_dir: Path,
+    ) -> list[str]:
+        resources = {
+            f"{OWNER_RESOURCE_PREFIX}{node.owner}": gpus,
+            f"{GPU_CLASS_RESOURCE_PREFIX}{node.gpu_class}": gpus,
+        }
+        labels = ",".join(
+            (
+                f"{OWNER_LABEL}={node.owner}",
+                f"{GPU_CLASS_LABEL}={node.gpu_class}",
+                f"{NODE_LABEL}={node.node}",
+            )
+        )
+        return [
+            f"--address={LOOPBACK}:{gcs_port}",
+            f"--num-cpus={self.cpus_per_node}",
+            f"--num-gpus={gpus}",
+            f"--resources={json.dumps(resources)}",
+            f"--labels={labels}",
+            f"--node-name={node.node}",
+            *self._common_args(ports, temp_dir),
+        ]
