@@ -18,6 +18,7 @@ import pytest
 
 from polyculture.ray import (
     CHECKPOINT_URI_ENV,
+    ClusterBackend,
     NodePlacement,
     Placement,
     Role,
@@ -28,6 +29,7 @@ from polyculture.ray import (
     submission_id,
 )
 from polyculture.ray.clients import job_runtime_env, serve_application_config, serve_config
+from polyculture.ray.local import LocalBackend
 from polyculture.ray.localnodes import NodeSettings, free_ports
 
 MODEL = WorkloadRef(namespace="lab-a", name="Tiny_LM", uid="u-1")
@@ -155,6 +157,12 @@ def test_worker_node_declares_gpus_owner_class_and_labels(tmp_path: Path) -> Non
     assert flags["--node-name"] == "alice-gpu-0"
     assert flags["--node-manager-port"] == "20001"
     assert flags["--temp-dir"] == str(tmp_path / "w0")
+
+
+def test_local_backend_implements_the_interface(tmp_path: Path) -> None:
+    backend: ClusterBackend = LocalBackend(tmp_path)  # checked by mypy
+    assert backend.name == "local"
+    assert backend.find(MODEL) is None and backend.clusters() == []
 
 
 def test_free_ports_are_distinct_and_bindable_on_loopback() -> None:
