@@ -5,7 +5,8 @@ a cluster created by another (now exited) process is found and adopted — its j
 and its teardown leaves no process behind, checked by pid, the job's driver (which Ray
 starts in a session of its own) included.
 
-Each test starts its own small cluster (head + one node) from a child Python process.
+Each test starts its own small cluster (head + one node), mostly from a child Python
+process; the last one shows that a test that fails still tears its cluster down.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from pcray_support import assert_gone
+from pcray_support import assert_gone, start_cluster
 
 from polyculture.ray import (
     JobState,
@@ -158,3 +159,15 @@ def test_a_detached_cluster_is_adopted_and_torn_down_leaving_no_process(tmp_path
     assert_gone(pids)
     assert backend.find(workload) is None
     assert not (tmp_path / str(report["name"])).exists()
+
+
+def test_a_failing_test_still_tears_its_cluster_down(backend: LocalBackend) -> None:
+    workload = WorkloadRef(namespace="lab-c", name="unlucky")
+    seen: set[int] = set()
+    with pytest.raises(RuntimeError, match="the test body failed"):
+        with start_cluster(backend, workload, PLACEMENT) as handle:
+            seen = backend.pids(handle)
+            raise RuntimeError("the test body failed")
+    assert len(seen) > 10
+    assert not [pid for pid in seen if processes.alive(pid)]
+    assert backend.find(workload) is None
