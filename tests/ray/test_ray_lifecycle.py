@@ -164,10 +164,12 @@ def test_a_detached_cluster_is_adopted_and_torn_down_leaving_no_process(tmp_path
 def test_a_failing_test_still_tears_its_cluster_down(backend: LocalBackend) -> None:
     workload = WorkloadRef(namespace="lab-c", name="unlucky")
     seen: set[int] = set()
-    with pytest.raises(RuntimeError, match="the test body failed"):
-        with start_cluster(backend, workload, PLACEMENT) as handle:
-            seen = backend.pids(handle)
-            raise RuntimeError("the test body failed")
+    with (
+        pytest.raises(RuntimeError, match="the test body failed"),
+        start_cluster(backend, workload, PLACEMENT) as handle,
+    ):
+        seen = backend.pids(handle)
+        raise RuntimeError("the test body failed")
     assert len(seen) > 10
     assert not [pid for pid in seen if processes.alive(pid)]
     assert backend.find(workload) is None
