@@ -22,10 +22,16 @@ from typing import Any
 
 from polyculture.scheduling import reasons
 from polyculture.scheduling.capacity import FreeIndex, Shape
+from polyculture.scheduling.consolidation import plan_moves, replace_moved
 from polyculture.scheduling.entitlement import EPSILON, entitlements
 from polyculture.scheduling.ordering import community_key, workload_order
 from polyculture.scheduling.placement import place
-from polyculture.scheduling.preemption import Live, find_victims, victim_order
+from polyculture.scheduling.preemption import (
+    Live,
+    find_block_victims,
+    find_victims,
+    victim_order,
+)
 from polyculture.scheduling.snapshot import (
     Admission,
     Community,
@@ -38,6 +44,7 @@ from polyculture.scheduling.snapshot import (
 
 OWNER_RECLAIM = "OwnerReclaim"
 FAIR_SHARE = "FairShare"
+CONSOLIDATION = "Consolidation"
 
 #: a waiting reason, formatted only once the cycle is over: (formatter, its arguments)
 _Why = tuple[Callable[..., reasons.Reason], tuple[Any, ...]]
@@ -150,6 +157,23 @@ class _Cycle:
                     self.candidates[s].append(live)
             for cands in self.candidates:
                 cands.sort(key=victim_order)
+        #: candidate victims per node (defragmenting preemption), built on first use
+        self._victims_on_node: list[list[Live]] | None = None
+        # movable workloads per node (consolidation): one worker, training, past min runtime
+        self.on_node: list[list[Live]] = []
+        self.movable_per_shape = [0] * len(self.shapes)
+        if policy.consolidation:
+            self.on_node = [[] for _ in nodes]
+            for live in self.live:
+                if (
+                    live.community >= 0
+                    and len(live.nodes) == 1
+                    and not live.serving
+                    and snapshot.now - live.running.started >= policy.min_runtime_s
+                ):
+                    live.movable = True
+                    self.on_node[live.nodes[0]].append(live)
+                    self.movable_per_shape[shape_of[live.nodes[0]]] += 1
 
         # queues and demand
         self.queues: list[list[_Entry]] = [[] for _ in self.communities]
@@ -176,10 +200,13 @@ class _Cycle:
         self.guaranteed = [float(c.guaranteed_gpus) for c in self.communities]
 
         self.admissions: list[Admission] = []
+        self.moves: list[Admission] = []
         self.preempted_in_pass = False
         self.preempted_shapes: set[int] = set()
         #: (shape, GPUs per worker) -> (index version, fewest workers that failed to preempt)
         self._memo: dict[tuple[int, int], tuple[int, int]] = {}
+        #: the same for consolidation
+        self._move_memo: dict[tuple[int, int], tuple[int, int]] = {}
 
     def _fit(self, w: Workload) -> tuple[list[int], _Why | None]:
         """Shapes that could hold ``w`` in an empty pool (cheapest first), or why none can."""
@@ -281,6 +308,9 @@ class _Cycle:
                     self._admit(w, c, s, units)
                     return None
                 capped = capped or units
+        # moving small workloads off a nearly free node costs nobody any share: try it first
+        if self.policy.consolidation and self._consolidate_for(w, c, fitting):
+            return None
         # the cheapest shape costs least: if even it would take the community above its
         # entitlement, no preemption is allowed on any shape
         if (
@@ -324,6 +354,20 @@ class _Cycle:
                 entitled=self.entitled,
                 guaranteed=self.guaranteed,
             )
+            if victims is None and g > 1:
+                # the surplus ran out before a whole block was free: clear the nodes that
+                # cost least instead (defragmenting preemption)
+                victims = find_block_victims(
+                    self.index,
+                    s,
+                    n,
+                    g,
+                    preemptor=c,
+                    on_node=self.victims_on_node(),
+                    alloc=self.alloc,
+                    entitled=self.entitled,
+                    guaranteed=self.guaranteed,
+                )
             if victims is None:
                 self._memo[(s, g)] = (self.index.version, n)
                 continue
@@ -335,6 +379,70 @@ class _Cycle:
                 self.preempted_shapes.update(shape_of[i] for i in live.nodes)
             self.preempted_in_pass = True
             self._admit(w, c, s, units)
+            return True
+        return False
+
+    def victims_on_node(self) -> list[list[Live]]:
+        """Candidate victims (any shape) per node id, each listed once per node it uses."""
+        if self._victims_on_node is None:
+            on_node: list[list[Live]] = [[] for _ in self.node_names]
+            seen: set[int] = set()
+            for cands in self.candidates:
+                for live in cands:
+                    if id(live) in seen:
+                        continue
+                    seen.add(id(live))
+                    for i in sorted(set(live.nodes)):
+                        on_node[i].append(live)
+            self._victims_on_node = on_node
+        return self._victims_on_node
+
+    def _consolidate_for(self, w: Workload, c: int, fitting: list[int]) -> bool:
+        """Admit ``w`` by moving small workloads to clear blocks for it (``consolidation``)."""
+        n, g = w.workers, w.gpus_per_worker
+        need = n * g
+        index = self.index
+        for s in fitting:
+            units = need * self.shapes[s].weight
+            if (
+                index.free_total[s] < need
+                or not self.movable_per_shape[s]
+                or self.alloc[c] + units > self.caps[c] + EPSILON
+            ):
+                continue
+            memo = self._move_memo.get((s, g))
+            if memo is not None and memo[0] == index.version and memo[1] <= n:
+                continue
+            moved = plan_moves(index, s, n, g, on_node=self.on_node, budget=need)
+            if moved is None:
+                self._move_memo[(s, g)] = (index.version, n)
+                continue
+            version = index.version
+            for live in moved:
+                index.give(live.nodes[0], live.gpus)
+            nodes = place(index, s, n, g, own_owners=self.own_owners[c], serving=w.serving)
+            placed = replace_moved(index, s, moved)
+            if placed is None:
+                for i in nodes:
+                    index.give(i, g)
+                for live in moved:
+                    index.take(live.nodes[0], live.gpus)
+                # the pool is exactly as it was: memoised failures still hold
+                index.version = version
+                self._move_memo[(s, g)] = (version, n)
+                continue
+            names = self.node_names
+            for live, node in zip(moved, placed, strict=True):
+                if node == live.nodes[0]:
+                    continue  # it fits where it was: not moved
+                live.preempted = True
+                self.preemptions.append(Preemption(live.running, CONSOLIDATION, by=w.key))
+                self.moves.append(Admission(live.running.workload, (names[node],)))
+            self.admissions.append(Admission(w, tuple(names[i] for i in nodes)))
+            self.alloc[c] += units
+            # a moved workload may leave a node with more free GPUs than before
+            self.preempted_in_pass = True
+            self.preempted_shapes.add(s)
             return True
         return False
 
@@ -369,4 +477,5 @@ class _Cycle:
             waiting=tuple(out),
             entitlements=MappingProxyType(dict(zip(names, self.entitled, strict=True))),
             allocated=MappingProxyType(dict(zip(names, self.alloc, strict=True))),
+            moves=tuple(self.moves),
         )

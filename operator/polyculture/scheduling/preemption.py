@@ -22,7 +22,16 @@ from polyculture.scheduling.snapshot import Running
 class Live:
     """A running workload of the snapshot, as the cycle tracks it (mutable, numbers only)."""
 
-    __slots__ = ("community", "gpus", "nodes", "preempted", "running", "serving", "units")
+    __slots__ = (
+        "community",
+        "gpus",
+        "movable",
+        "nodes",
+        "preempted",
+        "running",
+        "serving",
+        "units",
+    )
 
     def __init__(
         self,
@@ -41,7 +50,10 @@ class Live:
         #: normalised units it holds
         self.units = units
         self.serving = running.workload.serving
+        #: preempted or moved in this cycle (no longer a victim or movable)
         self.preempted = False
+        #: may be moved by consolidation (set by the cycle, see ``consolidation``)
+        self.movable = False
 
 
 def victim_order(live: Live) -> tuple[int, float, str]:
@@ -130,3 +142,91 @@ def find_victims(
             return [live]
         _restore(index, live, alloc)
     return None
+
+
+def find_block_victims(
+    index: FreeIndex,
+    shape: int,
+    workers: int,
+    gpus_per_worker: int,
+    *,
+    preemptor: int,
+    on_node: list[list[Live]],
+    alloc: list[float],
+    entitled: list[float],
+    guaranteed: list[float],
+) -> list[Live] | None:
+    """Victims that clear whole blocks for the gang on ``shape``, node by node, or None.
+
+    Defragmenting preemption: while the gang does not fit, every node of the shape whose
+    free GPUs are short of a block is costed — the victims on it (``on_node``, candidates
+    only) needed to complete the block, taken lowest priority and fewest GPUs first, each
+    givable as in :func:`find_victims` counting the victims already chosen — and the
+    cheapest node is cleared: lowest highest-priority among its victims, then fewest units
+    preempted, then most free GPUs already, then victim order. Victims not needed in the end
+    are put back (newest chosen first). Same contract as :func:`find_victims`.
+    """
+    g = gpus_per_worker
+    count, buckets = index.count[shape], index.buckets[shape]
+    taken: list[Live] = []
+    while index.slots(shape, g) < workers:
+        best: tuple[tuple[int, float, int, tuple[int, float, str]], list[Live]] | None = None
+        for f in range(min(g, len(count)) - 1, -1, -1):
+            if not count[f]:
+                continue
+            lacking = g - f
+            for node in buckets[f]:
+                lives = [
+                    live
+                    for live in on_node[node]
+                    if not live.preempted and live.community != preemptor
+                ]
+                if sum(live.gpus * live.nodes.count(node) for live in lives) < lacking:
+                    continue
+                lives.sort(key=lambda live: (live.running.workload.priority, live.units))
+                chosen: list[Live] = []
+                spent: dict[int, float] = {}
+                freed = 0
+                for live in lives:
+                    v = live.community
+                    left = alloc[v] - spent.get(v, 0.0) - live.units
+                    if left < entitled[v] - EPSILON or (
+                        live.serving and left < guaranteed[v] - EPSILON
+                    ):
+                        continue
+                    spent[v] = spent.get(v, 0.0) + live.units
+                    chosen.append(live)
+                    freed += live.gpus * live.nodes.count(node)
+                    if freed >= lacking:
+                        break
+                if freed < lacking:
+                    continue
+                cost = (
+                    max(live.running.workload.priority for live in chosen),
+                    sum(spent.values()),
+                    lacking,
+                    min(victim_order(live) for live in chosen),
+                )
+                if best is None or cost < best[0]:
+                    best = (cost, chosen)
+        if best is None:
+            for live in reversed(taken):
+                _restore(index, live, alloc)
+                live.preempted = False
+            return None
+        for live in best[1]:
+            _remove(index, live, alloc)
+            # marked while searching so that no node counts it twice; the caller marks again
+            live.preempted = True
+            taken.append(live)
+    for live in taken:
+        live.preempted = False
+    needed: list[Live] = []
+    for live in reversed(taken):
+        _restore(index, live, alloc)
+        if index.slots(shape, g) >= workers:
+            continue
+        _remove(index, live, alloc)
+        needed.append(live)
+    needed.reverse()
+    return needed

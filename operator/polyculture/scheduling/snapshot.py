@@ -102,6 +102,8 @@ class Policy:
     gpu_classes: tuple[GPUClass, ...] = ()
     #: share of the ``blend`` basis that follows contribution (the rest is equal shares)
     blend: float = 0.5
+    #: move small running workloads (restart elsewhere) to clear a block for a waiting gang
+    consolidation: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,9 +128,10 @@ class Admission:
 
 @dataclass(frozen=True, slots=True)
 class Preemption:
-    """Stop ``running``: ``reason`` is ``OwnerReclaim`` or ``FairShare``.
+    """Stop ``running``: ``reason`` is ``OwnerReclaim``, ``FairShare`` or ``Consolidation``.
 
-    ``by`` is the key of the workload admitted on the GPUs it frees (``FairShare`` only).
+    ``by`` is the key of the workload admitted on the GPUs it frees (``FairShare`` and
+    ``Consolidation``; a consolidated workload restarts at once, see ``Decisions.moves``).
     """
 
     running: Running
@@ -155,7 +158,10 @@ class Decisions:
 
     ``entitlements`` maps every community of the snapshot to its entitled normalised GPUs;
     ``allocated`` maps it to what it holds once the decisions are applied (running minus
-    preempted plus admitted). Admissions are listed in the order they were decided.
+    preempted plus admitted plus moved). Admissions are listed in the order they were decided.
+    ``moves`` restart running workloads elsewhere (consolidation): each is also listed in
+    ``preemptions`` with reason ``Consolidation``, and the caller starts it again at once on
+    the placement given here, after stopping it.
     """
 
     admissions: tuple[Admission, ...]
@@ -163,3 +169,4 @@ class Decisions:
     waiting: tuple[Waiting, ...]
     entitlements: Mapping[str, float]
     allocated: Mapping[str, float] = field(default_factory=_empty)
+    moves: tuple[Admission, ...] = ()

@@ -68,14 +68,21 @@ class FairPolicy:
         *,
         preemption: bool = True,
         min_runtime_s: float = 0.0,
+        consolidation: bool = True,
     ) -> None:
         self._nodes = tuple(Node(n.name, n.owner, _GPU_CLASS, n.gpus) for n in nodes)
         self._node_index = {node.name: i for i, node in enumerate(nodes)}
+        self._largest_node = max((node.gpus for node in nodes), default=0)
         self._config = config
         self._policy = CorePolicy(
-            basis="weight", preemption=preemption, min_runtime_s=min_runtime_s
+            basis="weight",
+            preemption=preemption,
+            min_runtime_s=min_runtime_s,
+            consolidation=consolidation,
         )
-        self.preemptible_after_s: float | None = min_runtime_s if preemption else None
+        # a job becomes preemptible or movable once it ran the minimum runtime
+        moves = preemption or consolidation
+        self.preemptible_after_s: float | None = min_runtime_s if moves else None
         self._workloads: dict[str, Workload] = {}
         self._live: dict[str, Running] = {}
         self.core_calls = 0
@@ -130,7 +137,8 @@ class FairPolicy:
         }
         entitled = entitlements(communities, demand, float(state.capacity), self._policy)
         free = sum(state.free)
-        block = max(state.free)
+        # consolidation can start a job that fits the free GPUs in total, whatever the blocks
+        block = self._largest_node if self._policy.consolidation else max(state.free)
         shortfall = [
             max(0.0, entitled[name] - state.allocated[i])
             for i, name in enumerate(state.communities)
@@ -191,4 +199,11 @@ class FairPolicy:
                 raise SimulationError(f"fair: admits {admission.workload.key}, not pending")
             placement = tuple(self._node_index[name] for name in admission.placement)
             cycle.admissions.append((admitted, placement))
+        for move in decisions.moves:
+            # preempted above (reason Consolidation) and started again at once
+            moved = state.running.get(move.workload.key)
+            if moved is None:
+                raise SimulationError(f"fair: moves {move.workload.key}, which is not running")
+            placement = tuple(self._node_index[name] for name in move.placement)
+            cycle.admissions.append((moved, placement))
         return cycle

@@ -120,6 +120,7 @@ def pools(draw: st.DrawFn, contended: bool) -> Snapshot:
         preemption=contended or draw(st.booleans()) or draw(st.booleans()),
         min_runtime_s=draw(st.sampled_from((0.0, 0.0, 50.0))),
         gpu_classes=CLASSES,
+        consolidation=draw(st.booleans()),
     )
     return Snapshot(nodes, communities, tuple(running), pending, now=100.0, policy=policy)
 
@@ -168,6 +169,13 @@ class Outcome:
                 self.alloc[a.workload.community] += a.workload.gpus_per_worker * weight_of(
                     self.nodes[name]
                 )
+        # moved workloads (consolidation) run again at once, on their new nodes
+        for m in d.moves:
+            for name in m.placement:
+                self.used[name] += m.workload.gpus_per_worker
+                units = m.workload.gpus_per_worker * weight_of(self.nodes[name])
+                self.alloc[m.workload.community] += units
+                self.alloc_snapshot[m.workload.community] += units
 
     def free(self, name: str) -> int:
         node = self.nodes[name]
@@ -212,7 +220,7 @@ def test_no_node_is_over_allocated_and_gangs_are_whole(snap: Snapshot) -> None:
         # one shape per gang, so its workers are interchangeable
         assert len({(out.nodes[n].gpu_class, memory_of(out.nodes[n])) for n in a.placement}) == 1
     for node in snap.nodes:
-        if any(node.name in a.placement for a in d.admissions):
+        if any(node.name in a.placement for a in (*d.admissions, *d.moves)):
             assert out.used[node.name] <= node.gpus
 
 
@@ -224,6 +232,9 @@ def test_every_pending_workload_is_admitted_or_waiting_once(snap: Snapshot) -> N
     assert sorted(decided) == sorted(w.key for w in snap.pending)
     running = {r.workload.key for r in snap.running}
     assert all(p.running.workload.key in running for p in d.preemptions)
+    # a move restarts a running workload preempted for consolidation, and only such one
+    consolidated = {p.running.workload.key for p in d.preemptions if p.reason == "Consolidation"}
+    assert sorted(m.workload.key for m in d.moves) == sorted(consolidated)
     for w in d.waiting:
         assert w.reason[0].isupper() and " " not in w.reason and w.message
 
@@ -327,10 +338,11 @@ def next_cycle(snap: Snapshot, d: Decisions) -> Snapshot:
     """The snapshot after applying ``d``: victims re-queued, admissions running."""
     preempted = {p.running.workload.key: p for p in d.preemptions}
     running = tuple(r for r in snap.running if r.workload.key not in preempted) + tuple(
-        Running(a.workload, a.placement, started=snap.now) for a in d.admissions
+        Running(a.workload, a.placement, started=snap.now) for a in (*d.admissions, *d.moves)
     )
+    moved = {m.workload.key for m in d.moves}
     pending = tuple(w.workload for w in d.waiting) + tuple(
-        p.running.workload for p in d.preemptions
+        p.running.workload for p in d.preemptions if p.running.workload.key not in moved
     )
     return replace(snap, running=running, pending=pending, now=snap.now + 1000.0)
 
