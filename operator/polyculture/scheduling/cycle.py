@@ -3,7 +3,9 @@
 Design (see ``DESIGN.md``): index capacity (``capacity``), preempt what runs on nodes that
 are no longer available (reclaim), compute entitlements (``entitlement``), then run passes:
 pop workloads in fair-share order (``ordering``), admit what fits (``placement``), else try
-preemption for fair share (``preemption``), else record why it waits (``reasons``). While a
+moving small workloads to clear a block (``consolidation``, when the policy allows), else
+preemption for fair share (``preemption``: greedy, then node by node for a gang that needs
+whole blocks, then preemption plus moves), else record why it waits (``reasons``). While a
 pass preempted anything, another pass retries the workloads still waiting, because GPUs
 freed beyond what the preemptor used may now fit one of them; the final pass preempts
 nothing, so the result is work-conserving.
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections import Counter
 from collections.abc import Callable
 from types import MappingProxyType
 from typing import Any
@@ -30,6 +33,8 @@ from polyculture.scheduling.preemption import (
     Live,
     find_block_victims,
     find_victims,
+    release,
+    restore,
     victim_order,
 )
 from polyculture.scheduling.snapshot import (
@@ -159,6 +164,7 @@ class _Cycle:
                 cands.sort(key=victim_order)
         #: candidate victims per node (defragmenting preemption), built on first use
         self._victims_on_node: list[list[Live]] | None = None
+        self._lowest_priority = 0
         # movable workloads per node (consolidation): one worker, training, past min runtime
         self.on_node: list[list[Live]] = []
         self.movable_per_shape = [0] * len(self.shapes)
@@ -367,20 +373,30 @@ class _Cycle:
                     alloc=self.alloc,
                     entitled=self.entitled,
                     guaranteed=self.guaranteed,
+                    lowest_priority=self._lowest_priority,
                 )
+            if victims is None and self.policy.consolidation and self.movable_per_shape[s]:
+                # no node can be cleared alone: preempt, then move small workloads together
+                victims = self._preempt_and_move(w, c, s, units)
+                if victims is not None:
+                    self._record_victims(w, victims)
+                    return True
             if victims is None:
                 self._memo[(s, g)] = (self.index.version, n)
                 continue
-            shape_of = self.index.shape_of
-            for live in victims:
-                live.preempted = True
-                self.preemptions.append(Preemption(live.running, FAIR_SHARE, by=w.key))
-                # a victim placed across shapes frees GPUs on each of them
-                self.preempted_shapes.update(shape_of[i] for i in live.nodes)
-            self.preempted_in_pass = True
+            self._record_victims(w, victims)
             self._admit(w, c, s, units)
             return True
         return False
+
+    def _record_victims(self, w: Workload, victims: list[Live]) -> None:
+        shape_of = self.index.shape_of
+        for live in victims:
+            live.preempted = True
+            self.preemptions.append(Preemption(live.running, FAIR_SHARE, by=w.key))
+            # a victim placed across shapes frees GPUs on each of them
+            self.preempted_shapes.update(shape_of[i] for i in live.nodes)
+        self.preempted_in_pass = True
 
     def victims_on_node(self) -> list[list[Live]]:
         """Candidate victims (any shape) per node id, each listed once per node it uses."""
@@ -394,6 +410,9 @@ class _Cycle:
                     seen.add(id(live))
                     for i in sorted(set(live.nodes)):
                         on_node[i].append(live)
+                    self._lowest_priority = min(
+                        self._lowest_priority, live.running.workload.priority
+                    )
             self._victims_on_node = on_node
         return self._victims_on_node
 
@@ -413,38 +432,87 @@ class _Cycle:
             memo = self._move_memo.get((s, g))
             if memo is not None and memo[0] == index.version and memo[1] <= n:
                 continue
-            moved = plan_moves(index, s, n, g, on_node=self.on_node, budget=need)
-            if moved is None:
-                self._move_memo[(s, g)] = (index.version, n)
-                continue
-            version = index.version
-            for live in moved:
-                index.give(live.nodes[0], live.gpus)
-            nodes = place(index, s, n, g, own_owners=self.own_owners[c], serving=w.serving)
-            placed = replace_moved(index, s, moved)
-            if placed is None:
-                for i in nodes:
-                    index.give(i, g)
-                for live in moved:
-                    index.take(live.nodes[0], live.gpus)
-                # the pool is exactly as it was: memoised failures still hold
-                index.version = version
-                self._move_memo[(s, g)] = (version, n)
-                continue
-            names = self.node_names
-            for live, node in zip(moved, placed, strict=True):
-                if node == live.nodes[0]:
-                    continue  # it fits where it was: not moved
-                live.preempted = True
-                self.preemptions.append(Preemption(live.running, CONSOLIDATION, by=w.key))
-                self.moves.append(Admission(live.running.workload, (names[node],)))
-            self.admissions.append(Admission(w, tuple(names[i] for i in nodes)))
-            self.alloc[c] += units
-            # a moved workload may leave a node with more free GPUs than before
-            self.preempted_in_pass = True
-            self.preempted_shapes.add(s)
-            return True
+            if self._move_and_admit(w, c, s, units):
+                return True
+            self._move_memo[(s, g)] = (index.version, n)
         return False
+
+    def _move_and_admit(self, w: Workload, c: int, s: int, units: float) -> bool:
+        """Plan moves on shape ``s`` (free GPUs suffice in total), place ``w``, move; or undo."""
+        n, g = w.workers, w.gpus_per_worker
+        index = self.index
+        moved = plan_moves(index, s, n, g, on_node=self.on_node, budget=n * g)
+        if moved is None:
+            return False
+        version = index.version
+        for live in moved:
+            index.give(live.nodes[0], live.gpus)
+        nodes = place(index, s, n, g, own_owners=self.own_owners[c], serving=w.serving)
+        placed = replace_moved(index, s, moved)
+        if placed is None:
+            for i in nodes:
+                index.give(i, g)
+            for live in moved:
+                index.take(live.nodes[0], live.gpus)
+            # the pool is exactly as it was: memoised failures still hold
+            index.version = version
+            return False
+        names = self.node_names
+        for live, node in zip(moved, placed, strict=True):
+            if node == live.nodes[0]:
+                continue  # it fits where it was: not moved
+            live.preempted = True
+            self.preemptions.append(Preemption(live.running, CONSOLIDATION, by=w.key))
+            self.moves.append(Admission(live.running.workload, (names[node],)))
+        self.admissions.append(Admission(w, tuple(names[i] for i in nodes)))
+        self.alloc[c] += units
+        # a moved workload may leave a node with more free GPUs than before
+        self.preempted_in_pass = True
+        self.preempted_shapes.add(s)
+        return True
+
+    def _preempt_and_move(self, w: Workload, c: int, s: int, units: float) -> list[Live] | None:
+        """Preempt givable victims until shape ``s`` has the gang's GPUs free, then move.
+
+        For a gang that no single node can be cleared for: the victims free GPUs anywhere
+        (greedy, victim order, same rules as :func:`find_victims`), consolidation gathers
+        free GPUs into blocks. Victims whose GPUs stayed free are put back. On failure
+        nothing changes and None is returned.
+        """
+        index, alloc = self.index, self.alloc
+        need = w.workers * w.gpus_per_worker
+        version = index.version
+        taken: list[Live] = []
+        for live in self.candidates[s]:
+            if index.free_total[s] >= need:
+                break
+            v = live.community
+            if live.preempted or v == c or v < 0:
+                continue
+            left = alloc[v] - live.units
+            if left < self.entitled[v] - EPSILON or (
+                live.serving and left < self.guaranteed[v] - EPSILON
+            ):
+                continue
+            release(index, live, alloc)
+            live.preempted = True  # neither a victim twice nor moved
+            taken.append(live)
+        if index.free_total[s] >= need and self._move_and_admit(w, c, s, units):
+            needed: list[Live] = []
+            for live in reversed(taken):
+                held = Counter(live.nodes)
+                if all(index.free[i] >= live.gpus * k for i, k in held.items()):
+                    restore(index, live, alloc)  # its GPUs were not needed after all
+                    live.preempted = False
+                else:
+                    needed.append(live)
+            needed.reverse()
+            return needed
+        for live in reversed(taken):
+            restore(index, live, alloc)
+            live.preempted = False
+        index.version = version
+        return None
 
     def _admit(self, w: Workload, c: int, s: int, units: float) -> None:
         nodes = place(

@@ -70,13 +70,15 @@ def _givable(live: Live, alloc: list[float], entitled: list[float], floor: list[
     return not (live.serving and left < floor[c] - EPSILON)
 
 
-def _remove(index: FreeIndex, live: Live, alloc: list[float]) -> None:
+def release(index: FreeIndex, live: Live, alloc: list[float]) -> None:
+    """Free ``live``'s GPUs in ``index`` and take its units off its community."""
     for node in live.nodes:
         index.give(node, live.gpus)
     alloc[live.community] -= live.units
 
 
-def _restore(index: FreeIndex, live: Live, alloc: list[float]) -> None:
+def restore(index: FreeIndex, live: Live, alloc: list[float]) -> None:
+    """Undo :func:`release`."""
     for node in live.nodes:
         index.take(node, live.gpus)
     alloc[live.community] += live.units
@@ -112,7 +114,7 @@ def find_victims(
         if left < entitled[v] - EPSILON or (live.serving and left < guaranteed[v] - EPSILON):
             starved = True
             continue
-        _remove(index, live, alloc)
+        release(index, live, alloc)
         taken.append(live)
         if index.slots(shape, gpus_per_worker) >= workers:
             fits = True
@@ -121,15 +123,15 @@ def find_victims(
         # put back every victim that is not needed, newest taken first
         needed: list[Live] = []
         for live in reversed(taken):
-            _restore(index, live, alloc)
+            restore(index, live, alloc)
             if index.slots(shape, gpus_per_worker) >= workers:
                 continue
-            _remove(index, live, alloc)
+            release(index, live, alloc)
             needed.append(live)
         needed.reverse()
         return needed
     for live in reversed(taken):
-        _restore(index, live, alloc)
+        restore(index, live, alloc)
     if not starved:
         return None
     for live in candidates:
@@ -137,10 +139,10 @@ def find_victims(
             continue
         if not _givable(live, alloc, entitled, guaranteed):
             continue
-        _remove(index, live, alloc)
+        release(index, live, alloc)
         if index.slots(shape, gpus_per_worker) >= workers:
             return [live]
-        _restore(index, live, alloc)
+        restore(index, live, alloc)
     return None
 
 
@@ -155,6 +157,7 @@ def find_block_victims(
     alloc: list[float],
     entitled: list[float],
     guaranteed: list[float],
+    lowest_priority: int = 0,
 ) -> list[Live] | None:
     """Victims that clear whole blocks for the gang on ``shape``, node by node, or None.
 
@@ -162,19 +165,25 @@ def find_block_victims(
     free GPUs are short of a block is costed — the victims on it (``on_node``, candidates
     only) needed to complete the block, taken lowest priority and fewest GPUs first, each
     givable as in :func:`find_victims` counting the victims already chosen — and the
-    cheapest node is cleared: lowest highest-priority among its victims, then fewest units
-    preempted, then most free GPUs already, then victim order. Victims not needed in the end
-    are put back (newest chosen first). Same contract as :func:`find_victims`.
+    cheapest node is cleared: lowest highest-priority among its victims, then fewest GPUs
+    preempted, then most free GPUs already, then victim order (nodes with fewer free GPUs
+    are not costed once they cannot beat the best: a block short of ``k`` GPUs costs ``k``).
+    ``lowest_priority`` is the lowest priority of any candidate (for that bound). Victims not
+    needed in the end are put back (newest chosen first). Same contract as
+    :func:`find_victims`.
     """
     g = gpus_per_worker
     count, buckets = index.count[shape], index.buckets[shape]
     taken: list[Live] = []
     while index.slots(shape, g) < workers:
-        best: tuple[tuple[int, float, int, tuple[int, float, str]], list[Live]] | None = None
+        best: tuple[tuple[int, int, int, tuple[int, float, str]], list[Live]] | None = None
         for f in range(min(g, len(count)) - 1, -1, -1):
+            lacking = g - f
+            # nodes with fewer free GPUs cost at least ``lacking`` units: no better than best
+            if best is not None and best[0][0] <= lowest_priority and best[0][1] < lacking:
+                break
             if not count[f]:
                 continue
-            lacking = g - f
             for node in buckets[f]:
                 lives = [
                     live
@@ -203,7 +212,7 @@ def find_block_victims(
                     continue
                 cost = (
                     max(live.running.workload.priority for live in chosen),
-                    sum(spent.values()),
+                    sum(live.gpus * len(live.nodes) for live in chosen),
                     lacking,
                     min(victim_order(live) for live in chosen),
                 )
@@ -211,11 +220,11 @@ def find_block_victims(
                     best = (cost, chosen)
         if best is None:
             for live in reversed(taken):
-                _restore(index, live, alloc)
+                restore(index, live, alloc)
                 live.preempted = False
             return None
         for live in best[1]:
-            _remove(index, live, alloc)
+            release(index, live, alloc)
             # marked while searching so that no node counts it twice; the caller marks again
             live.preempted = True
             taken.append(live)
@@ -223,10 +232,10 @@ def find_block_victims(
         live.preempted = False
     needed: list[Live] = []
     for live in reversed(taken):
-        _restore(index, live, alloc)
+        restore(index, live, alloc)
         if index.slots(shape, g) >= workers:
             continue
-        _remove(index, live, alloc)
+        release(index, live, alloc)
         needed.append(live)
     needed.reverse()
     return needed

@@ -64,6 +64,11 @@ def parser() -> argparse.ArgumentParser:
         "--half-life", type=float, default=7 * 86400.0, help="usage decay half-life (s)"
     )
     parse.add_argument("--no-preemption", action="store_true", help="fair policy never preempts")
+    parse.add_argument(
+        "--no-consolidation",
+        action="store_true",
+        help="fair policy never moves running jobs to clear a block for a waiting gang",
+    )
     return parse
 
 
@@ -107,6 +112,7 @@ def run(trace: Trace, args: argparse.Namespace) -> tuple[dict[str, object], dict
             trace.config,
             preemption=not args.no_preemption,
             min_runtime_s=args.min_runtime,
+            consolidation=not args.no_consolidation,
         )
 
     plans: dict[str, tuple[tuple[PoolNode, ...], Callable[[tuple[PoolNode, ...]], Policy]]] = {
@@ -153,6 +159,7 @@ def run(trace: Trace, args: argparse.Namespace) -> tuple[dict[str, object], dict
         "restart_cost_s": args.restart_cost,
         "usage_half_life_s": args.half_life,
         "preemption": not args.no_preemption,
+        "consolidation": not args.no_consolidation,
         "elapsed_s": round(sum(elapsed.values()), 2),
     }
     return report, results

@@ -1,9 +1,11 @@
 """The ``fair`` policy: the pool's own scheduling core (:func:`polyculture.scheduling.schedule`).
 
 Each cycle builds a :class:`~polyculture.scheduling.snapshot.Snapshot` from the replay's pool
-state and applies the core's decisions unchanged. The snapshot is built incrementally: nodes
-and each job's :class:`Workload` are made once, a :class:`Running` once per start, so a cycle
-costs the core's time plus a few tuple copies.
+state and applies the core's decisions unchanged. Consolidation is on unless turned off: a
+workload the core moves is preempted (reason ``Consolidation``) and started again at once on
+its new node, paying the restart cost like any preempted job, but no wait. The snapshot is
+built incrementally: nodes and each job's :class:`Workload` are made once, a
+:class:`Running` once per start, so a cycle costs the core's time plus a few tuple copies.
 
 What the core sees of each queue is a part of it. With entitlements water-filled over the *full*
 demand, community ``c`` can start in one cycle only jobs no larger than ``S = free GPUs +
@@ -21,7 +23,8 @@ changes no decision is checked on real jobs by the unit tests. A queue of thousa
 thus costs the core a few dozen.
 
 The cycle is skipped without calling the core when it provably decides nothing: no queued
-job fits the free GPUs (in total, and per worker in the largest free block of a node), and
+job fits the free GPUs (in total, and — without consolidation, which can build a block from
+scattered free GPUs — per worker in the largest free block of a node), and
 no queued job could be admitted by preemption — the core preempts only for a job that keeps
 its community within its entitlement, and only from a community that stays at or above its
 own without the victim, so a fraction of a GPU below or above entitlement preempts nothing.
@@ -57,7 +60,7 @@ def _could_start(queue: Sequence[JobState], free: int, block: int, deficit: floa
 
 
 class FairPolicy:
-    """The fair-share core under ``basis="weight"``, with or without preemption."""
+    """The fair-share core under ``basis="weight"``, with or without preemption/consolidation."""
 
     name = "fair"
 

@@ -3,10 +3,12 @@
 Covers entitlement (weights, guarantees, caps, bases, GPU classes), ordering across and
 inside communities, placement (gangs, owners first, best fit, serving spread, classes and
 memory), every waiting reason, preemption for fair share (victim order, minimum runtime,
-serving protection, never below entitlement, only what is needed) and owner reclaim.
+serving protection, never below entitlement, only what is needed, clearing whole nodes),
+consolidation (moves, what may not move) and owner reclaim.
 Each case names only what it checks: ``want_admitted`` (key -> exact placement, or None for
-"anywhere"), ``want_preempted`` (key -> reason) and ``want_waiting`` (key -> reason code)
-must match exactly; ``want_messages`` are substrings; ``want_entitlements`` are approximate.
+"anywhere"), ``want_preempted`` (key -> reason), ``want_waiting`` (key -> reason code) and
+``want_moved`` (key -> new placement, consolidation) must match exactly; ``want_messages``
+are substrings; ``want_entitlements`` are approximate.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class Case:
     want_waiting: dict[str, str] = field(default_factory=dict)
     want_messages: dict[str, str] = field(default_factory=dict)
     want_entitlements: dict[str, float] | None = None
+    want_moved: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def two_nodes(**kw: object) -> list[Node]:
@@ -701,6 +704,82 @@ CASES = [
         want_preempted={"y/span": "FairShare"},
         want_waiting={"x/u": "OverShare"},
     ),
+    # ---- defragmenting preemption and consolidation -------------------------------------
+    Case(
+        "a gang below its share clears the cheapest node when scattered victims run out",
+        snapshot()
+        .nodes(two_nodes())
+        .communities(community("x").weight(2).obj(), "y", "z")
+        .now(1000)
+        .running(
+            workload("y/new", "y").gpus(4).running("n-0", started=50),
+            workload("z/old", "z").gpus(4).running("n-0", started=10),
+            workload("z/new", "z").gpus(4).running("n-1", started=45),
+            workload("y/old", "y").gpus(4).running("n-1", started=20),
+        )
+        .pending(workload("x/t", "x").gpus(8).obj())
+        .obj(),
+        want_admitted={"x/t": ("n-0",)},
+        want_preempted={"y/new": "FairShare", "z/old": "FairShare"},
+        want_entitlements={"x": 8, "y": 4, "z": 4},
+    ),
+    Case(
+        "consolidation moves a small workload to clear a node for a fragmented gang",
+        snapshot()
+        .nodes(two_nodes())
+        .communities("x", "y")
+        .running(
+            workload("y/a", "y").gpus(4).running("n-0"), workload("y/b", "y").gpus(4).running("n-1")
+        )
+        .pending(workload("x/t", "x").gpus(8).obj())
+        .policy(preemption=False, consolidation=True)
+        .obj(),
+        want_admitted={"x/t": ("n-1",)},
+        want_preempted={"y/b": "Consolidation"},
+        want_moved={"y/b": ("n-0",)},
+    ),
+    Case(
+        "consolidation never moves a serving workload",
+        snapshot()
+        .nodes(two_nodes())
+        .communities("x", "y")
+        .running(
+            workload("y/a", "y").gpus(4).serving().running("n-0"),
+            workload("y/b", "y").gpus(4).serving().running("n-1"),
+        )
+        .pending(workload("x/t", "x").gpus(8).obj())
+        .policy(preemption=False, consolidation=True)
+        .obj(),
+        want_waiting={"x/t": "Fragmented"},
+    ),
+    Case(
+        "consolidation moves no more GPUs than the gang starts",
+        snapshot()
+        .nodes(two_nodes())
+        .communities("x", "y")
+        .running(
+            workload("y/a", "y").gpus(7).running("n-0"), workload("y/b", "y").gpus(7).running("n-1")
+        )
+        .pending(workload("x/t", "x").gpus(2).obj())
+        .policy(preemption=False, consolidation=True)
+        .obj(),
+        want_waiting={"x/t": "Fragmented"},
+    ),
+    Case(
+        "a young workload is not moved before its minimum runtime",
+        snapshot()
+        .nodes(two_nodes())
+        .communities("x", "y")
+        .now(100)
+        .running(
+            workload("y/a", "y").gpus(4).running("n-0", started=90),
+            workload("y/b", "y").gpus(4).running("n-1", started=90),
+        )
+        .pending(workload("x/t", "x").gpus(8).obj())
+        .policy(preemption=False, consolidation=True, min_runtime_s=60)
+        .obj(),
+        want_waiting={"x/t": "Fragmented"},
+    ),
     # ---- reclaim -----------------------------------------------------------------------
     Case(
         "workloads on a reclaimed node are preempted with OwnerReclaim",
@@ -766,6 +845,7 @@ def test_scenario(case: Case) -> None:
     assert preempted == case.want_preempted
     waiting = {w.workload.key: w.reason for w in decisions.waiting}
     assert waiting == case.want_waiting
+    assert {m.workload.key: m.placement for m in decisions.moves} == case.want_moved
     messages = {w.workload.key: w.message for w in decisions.waiting}
     for key, fragment in case.want_messages.items():
         assert fragment in messages[key]

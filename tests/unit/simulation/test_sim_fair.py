@@ -90,3 +90,32 @@ def test_the_queue_prefix_shown_to_the_core_changes_no_decision(
     monkeypatch.setattr(fair_module, "_could_start", lambda *_: True)
     monkeypatch.setattr(fair_module, "_PREFIX_FACTOR", 10**9)
     assert waits() == pruned
+
+
+# x fills two 4-GPU nodes with 2-GPU jobs, one short job on each node ends at 10 s, and y
+# brings a 4-GPU job at 15 s: 4 GPUs are free, but 2 on each node
+SCATTERED = (
+    ("x", 0.0, 100.0, 2),
+    ("x", 0.0, 10.0, 2),
+    ("x", 0.0, 10.0, 2),
+    ("x", 0.0, 100.0, 2),
+    ("y", 15.0, 10.0, 4),
+)
+
+
+@pytest.mark.parametrize("consolidation", [False, True])
+def test_consolidation_moves_a_job_to_clear_a_node_for_a_gang(consolidation: bool) -> None:
+    nodes = build_pool(8, node_gpus=4)
+    policy = FairPolicy(nodes, {}, preemption=False, consolidation=consolidation)
+    result = replay(trace_of(*SCATTERED), nodes, policy, node_gpus=4, restart_cost_s=5)
+    scattered = [j for j in result.jobs if j.job.key in ("j1", "j2")]
+    assert {j.placement for j in scattered} != {scattered[0].placement}  # one on each node
+    if not consolidation:
+        assert job(result, "j4").waited == 85  # until x's long jobs end at 100
+        return
+    assert job(result, "j4").waited == 0
+    (moved,) = [j for j in result.jobs if j.attempt > 1]
+    assert moved.job.community == "x" and moved.waited == 0
+    # ran 15 s, then its remaining 85 s plus 5 s to restart, on the other node
+    assert moved.finished == pytest.approx(105)
+    assert result.preemptions == 1
