@@ -12,9 +12,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from kubernetes import client
 from polyculture.agent import cli
 from polyculture.controlplane import ControlPlane
 from polyculture.controlplane.nodes import OWNER_LABEL, create_gpu_node
+from polyculture.controlplane.waiting import wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -41,17 +41,6 @@ def _load_fake() -> Any:
 
 
 FakeNvml = _load_fake()
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, every: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met in {timeout} s")
-        time.sleep(every)
 
 
 @pytest.fixture

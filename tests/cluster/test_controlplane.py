@@ -12,9 +12,8 @@ import json
 import subprocess
 import sys
 import textwrap
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,19 +23,9 @@ from kubernetes.client.rest import ApiException
 
 from polyculture.controlplane import ControlPlane, pid_alive
 from polyculture.controlplane.nodes import create_gpu_node
+from polyculture.controlplane.waiting import wait_for
 
 pytestmark = pytest.mark.cluster
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, every: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met in {timeout} s")
-        time.sleep(every)
 
 
 @pytest.fixture

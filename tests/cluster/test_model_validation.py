@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,21 +18,11 @@ from kubernetes import client
 
 from polyculture.controlplane import ControlPlane
 from polyculture.controlplane.nodes import create_gpu_node
+from polyculture.controlplane.waiting import wait_for
 
 pytestmark = pytest.mark.cluster
 
 GROUP, VERSION = "polyculture.dev", "v1alpha1"
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(0.2)
-    raise AssertionError(f"not within {timeout} s: {what} (last: {last!r})")
 
 
 @pytest.fixture(scope="module")

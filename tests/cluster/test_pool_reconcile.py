@@ -10,7 +10,6 @@ operator restart; the agent's health labels make GPUs unhealthy in the pool's st
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -18,24 +17,20 @@ import pytest
 from kubernetes import client
 
 from polyculture.controlplane.nodes import create_gpu_node
+from polyculture.controlplane.waiting import wait_for as _wait_for
 
 pytestmark = pytest.mark.cluster
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 5.0, what: str = "") -> Any:
+    """Node changes must show in the pool's status within 5 s: that is the default here."""
+    return _wait_for(predicate, timeout, what)
+
 
 GROUP, VERSION, PLURAL = "polyculture.dev", "v1alpha1", "computepools"
 H100, L4 = "NVIDIA-H100-80GB-HBM3", "NVIDIA-L4"
 POOL = "federation"
 OWNERS = {"ada": (H100, 8), "bo": (H100, 4), "cy": (L4, 4)}  # 4 nodes each
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 5.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(0.2)
-    raise AssertionError(f"not within {timeout} s: {what} (last: {last!r})")
 
 
 def pool_body(**member_overrides: dict[str, Any]) -> dict[str, Any]:

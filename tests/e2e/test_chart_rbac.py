@@ -9,9 +9,8 @@ operator never does (delete nodes, read secrets, write a pool's spec).
 from __future__ import annotations
 
 import subprocess
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,23 +21,13 @@ from kubernetes import client
 from polyculture.controlplane import ControlPlane
 from polyculture.controlplane.nodes import create_gpu_node
 from polyculture.controlplane.operator import OperatorProcess
+from polyculture.controlplane.waiting import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cluster]
 
 REPO = Path(__file__).resolve().parents[2]
 GROUP, VERSION = "polyculture.dev", "v1alpha1"
 RELEASE, NAMESPACE = "pc", "polyculture-system"
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(0.3)
-    raise AssertionError(f"not within {timeout} s: {what} (last: {last!r})")
 
 
 def render_chart(cp: ControlPlane) -> list[dict[str, Any]]:
