@@ -26,7 +26,7 @@ from typing import Any
 from polyculture.scheduling import reasons
 from polyculture.scheduling.capacity import FreeIndex, Shape
 from polyculture.scheduling.consolidation import plan_moves, replace_moved
-from polyculture.scheduling.entitlement import EPSILON, entitlements
+from polyculture.scheduling.entitlement import EPSILON, entitlements, weights
 from polyculture.scheduling.ordering import community_key, workload_order
 from polyculture.scheduling.placement import place
 from polyculture.scheduling.preemption import (
@@ -196,14 +196,24 @@ class _Cycle:
             self.queues[c].append((w, fitting, why))
             if fitting:
                 demand[w.community] += w.gpus * self.shapes[fitting[0]].weight
+        # the caller queues a reclaimed workload again: the next cycle counts it as waiting
+        # demand, so this one does too (one unit of account across cycles)
+        for p in self.preemptions:
+            if p.running.workload.community in self.cid:
+                demand[p.running.workload.community] += self._cheapest_units(p.running.workload)
         for q in self.queues:
             q.sort(key=lambda entry: workload_order(entry[0]))
+        #: demand as the next cycle will count it (see ``_charge``), and whether the
+        #: entitlements below were computed from it
+        self.demand = [demand[c.name] for c in self.communities]
+        self._stale = False
         ent = entitlements(self.communities, demand, capacity, policy)
         self.entitled = [ent[c.name] for c in self.communities]
         self.caps = [
             math.inf if c.max_gpus is None else float(c.max_gpus) for c in self.communities
         ]
         self.guaranteed = [float(c.guaranteed_gpus) for c in self.communities]
+        self._weights = weights(self.communities, policy)
 
         self.admissions: list[Admission] = []
         self.moves: list[Admission] = []
@@ -317,6 +327,7 @@ class _Cycle:
         # moving small workloads off a nearly free node costs nobody any share: try it first
         if self.policy.consolidation and self._consolidate_for(w, c, fitting):
             return None
+        self._refresh()
         # the cheapest shape costs least: if even it would take the community above its
         # entitlement, no preemption is allowed on any shape
         if (
@@ -394,6 +405,10 @@ class _Cycle:
         for live in victims:
             live.preempted = True
             self.preemptions.append(Preemption(live.running, FAIR_SHARE, by=w.key))
+            # it waits again, and demand counts it at its cheapest shape (as the next cycle)
+            less = live.units - self._cheapest_units(live.running.workload)
+            if less:
+                self._add_demand(live.community, -less)
             # a victim placed across shapes frees GPUs on each of them
             self.preempted_shapes.update(shape_of[i] for i in live.nodes)
         self.preempted_in_pass = True
@@ -465,7 +480,7 @@ class _Cycle:
             self.preemptions.append(Preemption(live.running, CONSOLIDATION, by=w.key))
             self.moves.append(Admission(live.running.workload, (names[node],)))
         self.admissions.append(Admission(w, tuple(names[i] for i in nodes)))
-        self.alloc[c] += units
+        self._charge(w, c, units)
         # a moved workload may leave a node with more free GPUs than before
         self.preempted_in_pass = True
         self.preempted_shapes.add(s)
@@ -525,9 +540,59 @@ class _Cycle:
         )
         names = self.node_names
         self.admissions.append(Admission(w, tuple(names[i] for i in nodes)))
+        self._charge(w, c, units)
+
+    def _cheapest_units(self, w: Workload) -> float:
+        """What demand counts for ``w`` while it waits: its units on its cheapest shape."""
+        fitting = self._fit(w)[0]
+        return w.gpus * self.shapes[fitting[0]].weight if fitting else 0.0
+
+    def _charge(self, w: Workload, c: int, units: float) -> None:
+        """Charge community ``c`` the units ``w`` holds on the shape it is placed on.
+
+        Demand counted ``w`` at its cheapest shape while it waited; from now on (and in the
+        next cycle) it counts the units ``w`` holds, so demand and entitlements follow at
+        once: a preemption judged later in this cycle sees the entitlements that the next
+        cycle will compute (see DESIGN.md, "One unit of account").
+        """
         self.alloc[c] += units
+        extra = units - self._cheapest_units(w)
+        if extra:
+            self._add_demand(c, extra)
+
+    def _add_demand(self, c: int, delta: float) -> None:
+        """Change community ``c``'s demand; mark the entitlements stale if they can change.
+
+        They cannot while ``c`` is strictly between its floor and its cap before and after
+        (demand above what it is entitled to): the water level is where it was. In a
+        contended pool that is the common case, so entitlements are recomputed seldom.
+        """
+        old = self.demand[c]
+        new = self.demand[c] = old + delta
+        if self._stale:
+            return
+        share, top, guaranteed = self.entitled[c], self.caps[c], self.guaranteed[c]
+        cap_old, cap_new = min(old, top), min(new, top)
+        if (
+            self._weights[c] > 0
+            and share < cap_old - EPSILON
+            and share < cap_new - EPSILON
+            and min(guaranteed, cap_old) == min(guaranteed, cap_new)
+        ):
+            return
+        self._stale = True
+
+    def _refresh(self) -> None:
+        """Recompute the entitlements (in place) if demand changed since they were computed."""
+        if not self._stale:
+            return
+        self._stale = False
+        demand = {c.name: d for c, d in zip(self.communities, self.demand, strict=True)}
+        ent = entitlements(self.communities, demand, self.capacity, self.policy)
+        self.entitled[:] = [ent[c.name] for c in self.communities]
 
     def _decisions(self, waiting: list[tuple[_Entry, _Why]]) -> Decisions:
+        self._refresh()
         out: list[Waiting] = []
         # thousands of waiting workloads share a handful of reasons: format each once
         formatted: dict[_Why, reasons.Reason] = {}
