@@ -6,15 +6,19 @@
 - ``api_client`` (session): a ``kubernetes.client.ApiClient`` for it, as the cluster admin.
 - ``crds`` (session): the project's CRDs (``crds/*.yaml``) installed by server-side apply
   and Established; yields the CRD names.
+- ``fake_nvml`` (session): the fake NVML class of ``tests/unit/agent/agent_nvml_fake.py``
+  (shaped like a recorded H200), for tiers other than the agent's unit tests.
 - ``operator`` (session): the operator process against it, with a clock that tests move
   forward; tests request ``crds`` before it.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -78,3 +82,14 @@ def crds(control_plane: ControlPlane) -> list[str]:
         "wait", "--for=condition=Established", "--timeout=60s", *[f"crd/{n}" for n in names]
     )
     return names
+
+
+@pytest.fixture(scope="session")
+def fake_nvml() -> Any:
+    """The FakeNvml class; loaded by path since test folders are not packages."""
+    path = REPO / "tests" / "unit" / "agent" / "agent_nvml_fake.py"
+    spec = importlib.util.spec_from_file_location("agent_nvml_fake_shared", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.FakeNvml

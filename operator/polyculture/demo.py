@@ -14,17 +14,18 @@
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import signal
 import sys
 import time
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
 from polyculture.controlplane.nodes import create_gpu_node
 from polyculture.controlplane.operator import OperatorProcess
 from polyculture.controlplane.runner import ControlPlane, ControlPlaneError
+from polyculture.controlplane.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
@@ -78,13 +79,13 @@ class Demo:
             "{' GPUs lent'}{' '}{.unavailableReason}{'\\n'}{end}",
         )
 
-    def wait_for(self, what: str, predicate: Any, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return
-            time.sleep(0.5)
-        raise TimeoutError(f"demo: {what} did not happen in {timeout} s")
+    def set_reclaim(self, owner: str, reclaim: bool) -> None:
+        members = json.loads(self.kubectl("get", "pool", "cooperative", "-o", "json"))["spec"][
+            "members"
+        ]
+        index = next(i for i, m in enumerate(members) if m["owner"] == owner)
+        patch = [{"op": "replace", "path": f"/spec/members/{index}/reclaim", "value": reclaim}]
+        self.kubectl("patch", "pool", "cooperative", "--type=json", "-p", json.dumps(patch))
 
     def run(self, duration: float | None) -> None:
         say("starting a real Kubernetes control plane on 127.0.0.1")
@@ -114,40 +115,20 @@ class Demo:
         for path in sorted(EXAMPLES.glob("model-*.yaml")):
             print(self.kubectl("apply", "-f", str(path)).strip())
         print(self.kubectl("apply", "-f", "-", input=NEVER_FITS).strip())
-        self.wait_for(
-            "pool status",
-            lambda: "startup-h100" in self.members(),
-        )
-        self.wait_for(
-            "model verdicts",
-            lambda: "Invalid" in self.kubectl("get", "cmodel", "-A"),
-        )
+        wait_for(lambda: "startup-h100" in self.members(), what="pool status")
+        wait_for(lambda: "Invalid" in self.kubectl("get", "cmodel", "-A"), what="model verdicts")
         self.show(force=True)
         print("what each owner lends now (the university lends only in its windows):")
         print(self.members())
 
         say("the start-up reclaims its H100s")
-        self.kubectl(
-            "patch",
-            "pool",
-            "cooperative",
-            "--type=json",
-            "-p",
-            '[{"op":"replace","path":"/spec/members/2/reclaim","value":true}]',
-        )
-        self.wait_for("reclaim", lambda: "Reclaimed" in self.members())
+        self.set_reclaim("startup-h100", True)
+        wait_for(lambda: "Reclaimed" in self.members(), what="reclaim")
         print(self.members())
         print(self.kubectl("get", "events", "--field-selector", "reason=Reclaimed").strip())
         say("... and lends them again")
-        self.kubectl(
-            "patch",
-            "pool",
-            "cooperative",
-            "--type=json",
-            "-p",
-            '[{"op":"replace","path":"/spec/members/2/reclaim","value":false}]',
-        )
-        self.wait_for("lending again", lambda: "Reclaimed" not in self.members())
+        self.set_reclaim("startup-h100", False)
+        wait_for(lambda: "Reclaimed" not in self.members(), what="lending again")
         print(self.members())
 
         say(
@@ -193,7 +174,7 @@ def main(argv: list[str]) -> int:
         demo.run(args.duration)
     except KeyboardInterrupt:
         say("Ctrl-C: stopping")
-    except (ControlPlaneError, TimeoutError) as err:
+    except (ControlPlaneError, AssertionError) as err:
         print(f"demo failed: {err}", file=sys.stderr)
         if demo.operator is not None:
             print(demo.operator.log_tail(), file=sys.stderr)

@@ -9,12 +9,10 @@ them back; without NVML the agent withdraws its GPU claims and exits 3.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import threading
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,21 +24,6 @@ from polyculture.controlplane.nodes import OWNER_LABEL, create_gpu_node
 from polyculture.controlplane.waiting import wait_for
 
 pytestmark = pytest.mark.cluster
-
-_FAKE = Path(__file__).resolve().parents[1] / "unit" / "agent" / "agent_nvml_fake.py"
-
-
-def _load_fake() -> Any:
-    # The fake lives beside the unit tests that use it most; load it by path (test dirs are
-    # not packages, and sys.path is not this test's to change).
-    spec = importlib.util.spec_from_file_location("agent_nvml_fake", _FAKE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.FakeNvml
-
-
-FakeNvml = _load_fake()
 
 
 @pytest.fixture
@@ -71,9 +54,9 @@ def agent_args(control_plane: ControlPlane, node: str, *extra: str) -> list[str]
 
 
 def test_one_run_writes_the_labels_and_the_detail(
-    control_plane: ControlPlane, api_client: Any, node: str
+    fake_nvml: Any, control_plane: ControlPlane, api_client: Any, node: str
 ) -> None:
-    fake = FakeNvml.h200(gpus=8)
+    fake = fake_nvml.h200(gpus=8)
     assert cli.main(agent_args(control_plane, node, "--once"), nvml=fake) == 0
 
     meta = metadata(api_client, node)
@@ -103,9 +86,9 @@ def test_one_run_writes_the_labels_and_the_detail(
 
 
 def test_an_ecc_error_flips_the_health_labels_in_the_refresh_loop(
-    control_plane: ControlPlane, api_client: Any, node: str
+    fake_nvml: Any, control_plane: ControlPlane, api_client: Any, node: str
 ) -> None:
-    fake = FakeNvml.h200(gpus=8)
+    fake = fake_nvml.h200(gpus=8)
     stop = threading.Event()
     result: list[int] = []
     agent = threading.Thread(
@@ -153,14 +136,15 @@ def test_an_ecc_error_flips_the_health_labels_in_the_refresh_loop(
 
 
 def test_without_nvml_the_agent_withdraws_its_claims(
+    fake_nvml: Any,
     control_plane: ControlPlane,
     api_client: Any,
     node: str,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    assert cli.main(agent_args(control_plane, node, "--once"), nvml=FakeNvml.h200(gpus=8)) == 0
+    assert cli.main(agent_args(control_plane, node, "--once"), nvml=fake_nvml.h200(gpus=8)) == 0
 
-    code = cli.main(agent_args(control_plane, node, "--once"), nvml=FakeNvml.absent())
+    code = cli.main(agent_args(control_plane, node, "--once"), nvml=fake_nvml.absent())
 
     assert code == cli.EXIT_NVML_UNAVAILABLE
     assert "NVML is unavailable" in capsys.readouterr().err

@@ -11,7 +11,6 @@ its own, or the spec (cordon); it cannot list or delete Nodes.
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import subprocess
 import time
@@ -35,18 +34,6 @@ REPO = Path(__file__).resolve().parents[2]
 TEMPLATES = REPO / "charts" / "polyculture" / "templates"
 RELEASE = "rbac"
 AGENT = f"{RELEASE}-agent"
-
-
-def _load_fake() -> Any:
-    path = REPO / "tests" / "unit" / "agent" / "agent_nvml_fake.py"
-    spec = importlib.util.spec_from_file_location("agent_nvml_fake", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.FakeNvml
-
-
-FakeNvml = _load_fake()
 
 
 def render_agent_templates(namespace: str, workdir: Path) -> str:
@@ -152,16 +139,16 @@ def denied(call: Callable[[], Any]) -> ApiException | None:
 
 
 def test_the_agent_labels_its_own_node(
-    agent_kubeconfig: tuple[Path, str, str], api_client: Any
+    fake_nvml: Any, agent_kubeconfig: tuple[Path, str, str], api_client: Any
 ) -> None:
     kubeconfig, own, _ = agent_kubeconfig
     args = ["--node", own, "--once", "--kubeconfig", str(kubeconfig), "--metrics-port", "0"]
-    assert cli.main(args, nvml=FakeNvml.h200(gpus=8)) == 0
+    assert cli.main(args, nvml=fake_nvml.h200(gpus=8)) == 0
     assert labels_of(api_client, own)["nvidia.com/gpu.product"] == "NVIDIA-H200"
 
 
 def test_the_agent_cannot_write_another_node(
-    agent_kubeconfig: tuple[Path, str, str], api_client: Any
+    fake_nvml: Any, agent_kubeconfig: tuple[Path, str, str], api_client: Any
 ) -> None:
     kubeconfig, _, other = agent_kubeconfig
     core = agent_core(kubeconfig)
@@ -170,7 +157,7 @@ def test_the_agent_cannot_write_another_node(
     error = denied(lambda: core.patch_node(other, patch))
     assert error is not None and "only the Node its pod runs on" in str(error.body)
     args = ["--node", other, "--once", "--kubeconfig", str(kubeconfig), "--metrics-port", "0"]
-    assert cli.main(args, nvml=FakeNvml.h200(gpus=8)) == cli.EXIT_PUBLISH_FAILED
+    assert cli.main(args, nvml=fake_nvml.h200(gpus=8)) == cli.EXIT_PUBLISH_FAILED
     assert "polyculture.dev/gpu.health" not in labels_of(api_client, other)
 
 

@@ -272,20 +272,8 @@ def test_unhealthy_gpus_reported_by_the_agent_leave_the_capacity(
     wait_for(lambda: available(api_client)["ada"] == 32, what="healthy again")
 
 
-def _fake_nvml() -> Any:
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "unit" / "agent" / "agent_nvml_fake.py"
-    spec = importlib.util.spec_from_file_location("agent_nvml_fake_pool", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.FakeNvml
-
-
 def test_an_ecc_error_seen_by_the_agent_leaves_the_pools_capacity(
-    pool: Any, api_client: Any, control_plane: Any
+    pool: Any, api_client: Any, control_plane: Any, fake_nvml: Any
 ) -> None:
     """The whole chain: NVML (fake) -> agent -> Node labels -> operator -> pool status."""
     from polyculture.agent import cli
@@ -296,12 +284,12 @@ def test_an_ecc_error_seen_by_the_agent_leaves_the_pools_capacity(
     args += ["--metrics-port", "0", "--once"]
     try:
         wait_for(lambda: available(api_client)["ada"] == 40, what="new node counted")
-        nvml = _fake_nvml().h200(gpus=8)
+        nvml = fake_nvml.h200(gpus=8)
         nvml.ecc_error(3, volatile=1)
         assert cli.main(args, nvml=nvml) == 0
         wait_for(lambda: available(api_client)["ada"] == 39, what="one GPU unhealthy")
         assert status(api_client)["unhealthyGPUs"] == 1
-        assert cli.main(args, nvml=_fake_nvml().h200(gpus=8)) == 0  # repaired
+        assert cli.main(args, nvml=fake_nvml.h200(gpus=8)) == 0  # repaired
         wait_for(lambda: available(api_client)["ada"] == 40, what="healthy again")
     finally:
         client.CoreV1Api(api_client).delete_node("ada-h200")

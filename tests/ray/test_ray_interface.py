@@ -30,7 +30,7 @@ from polyculture.ray import (
 )
 from polyculture.ray.clients import job_runtime_env, serve_application_config, serve_config
 from polyculture.ray.local import LocalBackend
-from polyculture.ray.localnodes import NodeSettings, free_ports
+from polyculture.ray.localnodes import NODE_PORTS, NodeSettings, free_ports
 
 MODEL = WorkloadRef(namespace="lab-a", name="Tiny_LM", uid="u-1")
 TWO_NODES = Placement(
@@ -124,20 +124,7 @@ def test_serve_config_is_declarative_with_replicas_and_gpus() -> None:
 def test_worker_node_declares_gpus_owner_class_and_labels(tmp_path: Path) -> None:
     settings = NodeSettings(python=sys.executable, object_store_bytes=80 << 20, cpus_per_node=1)
     node = TWO_NODES.nodes[0]
-    ports = dict(
-        zip(
-            (
-                "node_manager",
-                "object_manager",
-                "metrics_export",
-                "agent_listen",
-                "agent_grpc",
-                "runtime_env_agent",
-            ),
-            range(20001, 20007),
-            strict=True,
-        )
-    )
+    ports = dict(zip(NODE_PORTS, range(20001, 20001 + len(NODE_PORTS)), strict=True))
     args = settings.worker_args(
         node, gpus=TWO_NODES.gpus_on(node), ports=ports, gcs_port=20000, temp_dir=tmp_path / "w0"
     )

@@ -29,6 +29,7 @@ from kubernetes import client, config
 from polyculture.controlplane.nodes import create_gpu_node
 from polyculture.controlplane.operator import OperatorProcess
 from polyculture.controlplane.runner import ControlPlane, free_port
+from polyculture.controlplane.waiting import wait_for
 
 GROUP, VERSION = "polyculture.dev", "v1alpha1"
 REPO = Path(__file__).resolve().parents[3]
@@ -50,12 +51,10 @@ def _writes(port: int) -> float:
 
 
 def _wait(predicate: Any, timeout: float) -> float:
+    """Seconds until ``predicate`` holds (AssertionError after ``timeout``)."""
     start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if predicate():
-            return time.monotonic() - start
-        time.sleep(0.05)
-    raise TimeoutError("status did not converge")
+    wait_for(predicate, timeout, "pool status", every=0.05)
+    return time.monotonic() - start
 
 
 def run(nodes: int, owners: int, gpus: int, changes: int) -> dict[str, Any]:

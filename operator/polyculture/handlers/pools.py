@@ -18,7 +18,7 @@ from polyculture.api.compute_pool import ComputePoolSpec
 from polyculture.api.meta import GROUP, VERSION
 from polyculture.handlers.clock import CLOCK
 from polyculture.handlers.nodes import current_nodes
-from polyculture.inventory import NodeInfo
+from polyculture.inventory import NodeInfo, PoolInventory
 from polyculture.kube.status import patch_pool_status
 from polyculture.metrics import forget_pool, record_pool
 from polyculture.reconcile.pools import needs_write, pool_status
@@ -96,7 +96,7 @@ def pool_daemon(
         forget_pool(name)
 
 
-def _conflicted(inv: Any) -> frozenset[str]:
+def _conflicted(inv: PoolInventory) -> frozenset[str]:
     """Nodes this pool matches but another senior pool counts: still claimed, for the report."""
     return frozenset(
         c.node for c in inv.conflicts if any(x.startswith("pool/") for x in c.claimants)

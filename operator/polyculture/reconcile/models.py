@@ -19,11 +19,12 @@ from pydantic import ValidationError
 from polyculture.api.admissibility import Problem, community_of, judge
 from polyculture.api.community_model import CommunityModel, CommunityModelStatus, Phase
 from polyculture.api.compute_pool import ComputePool
+from polyculture.reconcile.conditions import condition as make_condition
+from polyculture.reconcile.conditions import find_condition, format_time
 
 #: phases this step may set or leave; any other phase belongs to the admission loop
 OWNED_PHASES = (None, Phase.PENDING, Phase.INVALID)
 VALID = "Valid"
-TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +67,9 @@ def verdict(body: Mapping[str, Any], pools: Mapping[str, ComputePool], now: date
     generation = meta.get("generation")
     if problems:
         message = "; ".join(f"{p.field}: {p.message}" for p in problems)
-        condition = _condition(previous, "False", problems[0].reason, message, now, generation)
+        condition = make_condition(
+            previous, VALID, "False", problems[0].reason, message, now, generation
+        )
         new: dict[str, Any] = {
             "phase": Phase.INVALID.value,
             "community": community,
@@ -75,8 +78,8 @@ def verdict(body: Mapping[str, Any], pools: Mapping[str, ComputePool], now: date
         }
     else:
         pool = str(body.get("spec", {}).get("pool", ""))
-        condition = _condition(
-            previous, "True", "Accepted", f"pool {pool} can run this model", now, generation
+        condition = make_condition(
+            previous, VALID, "True", "Accepted", f"pool {pool} can run this model", now, generation
         )
         waiting = previous.get("waiting") if phase_now == Phase.PENDING.value else None
         new = {
@@ -86,7 +89,7 @@ def verdict(body: Mapping[str, Any], pools: Mapping[str, ComputePool], now: date
             or {
                 "reason": "AwaitingAdmission",
                 "message": f"valid for pool {pool}; waiting to be queued",
-                "since": now.strftime(TIME_FORMAT),
+                "since": format_time(now),
             },
             "conditions": [condition],
         }
@@ -94,49 +97,17 @@ def verdict(body: Mapping[str, Any], pools: Mapping[str, ComputePool], now: date
     new["summary"] = CommunityModelStatus.model_validate(new).summary
     if _same(previous, new):
         return Verdict(None, ())
-    was_invalid_for = _condition_reason(previous) if phase_now == Phase.INVALID.value else None
+    was_invalid_for = (
+        find_condition(previous, VALID).get("reason") if phase_now == Phase.INVALID.value else None
+    )
     events = tuple(
         p for p in problems if p.reason != was_invalid_for or _message_changed(previous, new)
     )
     return Verdict(new, events)
 
 
-def _condition(
-    previous: Mapping[str, Any],
-    status: str,
-    reason: str,
-    message: str,
-    now: datetime,
-    generation: int | None,
-) -> dict[str, Any]:
-    old: Mapping[str, Any] = next(
-        (c for c in previous.get("conditions") or [] if c.get("type") == VALID), {}
-    )
-    since = old.get("lastTransitionTime") if old.get("status") == status else None
-    return {
-        "type": VALID,
-        "status": status,
-        "reason": reason,
-        "message": message,
-        "lastTransitionTime": since or now.strftime(TIME_FORMAT),
-        "observedGeneration": generation,
-    }
-
-
-def _condition_reason(status: Mapping[str, Any]) -> str | None:
-    for c in status.get("conditions") or []:
-        if c.get("type") == VALID:
-            return str(c.get("reason"))
-    return None
-
-
 def _message_changed(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
-    def msg(s: Mapping[str, Any]) -> str:
-        return next(
-            (str(c.get("message")) for c in s.get("conditions") or [] if c.get("type") == VALID), ""
-        )
-
-    return msg(old) != msg(new)
+    return find_condition(old, VALID).get("message") != find_condition(new, VALID).get("message")
 
 
 def _same(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from polyculture.api.compute_pool import ComputePoolSpec
@@ -25,11 +25,11 @@ from polyculture.inventory import (
     accrue,
     inventory,
 )
+from polyculture.reconcile.conditions import condition, format_time, parse_time
 
 MAX_ACCRUAL_GAP_S = 120.0
 #: a status that changed only in its ledger figures is written at most this often
 LEDGER_FLUSH_S = 30.0
-TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,15 +79,6 @@ def node_info(node: Mapping[str, Any]) -> NodeInfo:
     )
 
 
-def _parse_time(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        return datetime.strptime(text, TIME_FORMAT).replace(tzinfo=UTC)
-    except ValueError:
-        return None
-
-
 def pool_status(
     spec: ComputePoolSpec,
     previous: Mapping[str, Any],
@@ -102,7 +93,7 @@ def pool_status(
     rules = member_rules(spec, now)
     inv = inventory(pool, rules, nodes, class_rules(spec), senior_pools, junior_pools)
     prev_members = {m.get("owner"): m for m in previous.get("members") or []}
-    last = _parse_time(previous.get("ledgerUpdatedAt"))
+    last = parse_time(previous.get("ledgerUpdatedAt"))
     elapsed = (now - last).total_seconds() if last else 0.0
     if elapsed > MAX_ACCRUAL_GAP_S:
         elapsed = 0.0
@@ -146,7 +137,7 @@ def pool_status(
             {"node": c.node, "claimants": list(c.claimants), "countedIn": c.winner}
             for c in inv.conflicts
         ],
-        "ledgerUpdatedAt": now.strftime(TIME_FORMAT),
+        "ledgerUpdatedAt": format_time(now),
         "conditions": conditions,
     }
     # keep what other writers own (allocation, communities) untouched
@@ -197,22 +188,10 @@ def _conditions(
         if inv.total_gpus
         else ("False", "NoCapacity", "no GPU is lendable now")
     )
-    old = {c.get("type"): c for c in previous.get("conditions") or []}
-    out = []
-    for type_, (status, reason, message) in (("Ready", ready), ("Degraded", degraded)):
-        before = old.get(type_, {})
-        since = before.get("lastTransitionTime") if before.get("status") == status else None
-        out.append(
-            {
-                "type": type_,
-                "status": status,
-                "reason": reason,
-                "message": message,
-                "lastTransitionTime": since or now.strftime(TIME_FORMAT),
-                "observedGeneration": generation,
-            }
-        )
-    return out
+    return [
+        condition(previous, type_, status, reason, message, now, generation)
+        for type_, (status, reason, message) in (("Ready", ready), ("Degraded", degraded))
+    ]
 
 
 def needs_write(old: Mapping[str, Any], new: Mapping[str, Any], now: datetime) -> bool:
@@ -223,7 +202,7 @@ def needs_write(old: Mapping[str, Any], new: Mapping[str, Any], now: datetime) -
     """
     if _without_ledger(old) != _without_ledger(new):
         return True
-    last = _parse_time(old.get("ledgerUpdatedAt"))
+    last = parse_time(old.get("ledgerUpdatedAt"))
     return last is None or (now - last).total_seconds() >= LEDGER_FLUSH_S
 
 
