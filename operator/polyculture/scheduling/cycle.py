@@ -4,11 +4,12 @@ Design (see ``DESIGN.md``): index capacity (``capacity``), preempt what runs on 
 are no longer available (reclaim), compute entitlements (``entitlement``), then run passes:
 pop workloads in fair-share order (``ordering``), admit what fits (``placement``), else try
 moving small workloads to clear a block (``consolidation``, when the policy allows), else
-preemption for fair share (``preemption``: greedy, then node by node for a gang that needs
-whole blocks, then preemption plus moves), else record why it waits (``reasons``). While a
-pass preempted anything, another pass retries the workloads still waiting, because GPUs
-freed beyond what the preemptor used may now fit one of them; the final pass preempts
-nothing, so the result is work-conserving.
+preemption for fair share (``preemption``: first victims whose communities keep their
+entitlement, then reclaiming GPUs borrowed beyond it; greedy, then node by node for a gang
+that needs whole blocks, then preemption plus moves), else record why it waits
+(``reasons``). While a pass preempted anything, another pass retries the workloads still
+waiting, because GPUs freed beyond what the preemptor used may now fit one of them; the
+final pass preempts nothing, so the result is work-conserving.
 
 Everything in the hot loop is an int, a float or a list indexed by dense ids; objects are
 built only for the decisions themselves.
@@ -33,6 +34,7 @@ from polyculture.scheduling.preemption import (
     Live,
     find_block_victims,
     find_victims,
+    givable,
     release,
     restore,
     victim_order,
@@ -213,14 +215,17 @@ class _Cycle:
             math.inf if c.max_gpus is None else float(c.max_gpus) for c in self.communities
         ]
         self.guaranteed = [float(c.guaranteed_gpus) for c in self.communities]
+        #: what reclaiming borrowed GPUs leaves a victim's community: its guarantee floor
+        self.floors = [min(g, e) for g, e in zip(self.guaranteed, self.entitled, strict=True)]
         self._weights = weights(self.communities, policy)
 
         self.admissions: list[Admission] = []
         self.moves: list[Admission] = []
         self.preempted_in_pass = False
         self.preempted_shapes: set[int] = set()
-        #: (shape, GPUs per worker) -> (index version, fewest workers that failed to preempt)
-        self._memo: dict[tuple[int, int], tuple[int, int]] = {}
+        #: (shape, GPUs per worker, strict rule?) -> (index version, fewest workers that
+        #: failed to preempt)
+        self._memo: dict[tuple[int, int, bool], tuple[int, int]] = {}
         #: the same for consolidation
         self._move_memo: dict[tuple[int, int], tuple[int, int]] = {}
 
@@ -351,54 +356,63 @@ class _Cycle:
         )
 
     def _preempt_for(self, w: Workload, c: int, fitting: list[int]) -> bool:
+        """Admit ``w`` on GPUs freed by preemption: under the strict rule on any shape, else
+        reclaiming from borrowers (see DESIGN.md, "Preemption")."""
+        if any(self._preempt_on(w, c, s, self.entitled, strict=True) for s in fitting):
+            return True
+        return any(self._preempt_on(w, c, s, self.floors, strict=False) for s in fitting)
+
+    def _preempt_on(self, w: Workload, c: int, s: int, keep: list[float], *, strict: bool) -> bool:
+        """Preempt on shape ``s`` for ``w``; victims' communities keep at least ``keep``
+        (their entitlement under the strict rule, their guarantee when reclaiming)."""
         n, g = w.workers, w.gpus_per_worker
-        allocated, entitled = self.alloc[c], self.entitled[c]
-        for s in fitting:
-            units = n * g * self.shapes[s].weight
-            if allocated + units > entitled + EPSILON or not self.candidates[s]:
-                continue
-            memo = self._memo.get((s, g))
-            if memo is not None and memo[0] == self.index.version and memo[1] <= n:
-                continue
-            victims = find_victims(
+        units = n * g * self.shapes[s].weight
+        if self.alloc[c] + units > self.entitled[c] + EPSILON or not self.candidates[s]:
+            return False
+        memo = self._memo.get((s, g, strict))
+        if memo is not None and memo[0] == self.index.version and memo[1] <= n:
+            return False
+        alloc, entitled, guaranteed = self.alloc, self.entitled, self.guaranteed
+        victims = find_victims(
+            self.index,
+            s,
+            n,
+            g,
+            preemptor=c,
+            candidates=self.candidates[s],
+            alloc=alloc,
+            entitled=entitled,
+            keep=keep,
+            guaranteed=guaranteed,
+        )
+        if victims is None and g > 1:
+            # the surplus ran out before a whole block was free: clear the nodes that
+            # cost least instead (defragmenting preemption)
+            victims = find_block_victims(
                 self.index,
                 s,
                 n,
                 g,
                 preemptor=c,
-                candidates=self.candidates[s],
-                alloc=self.alloc,
-                entitled=self.entitled,
-                guaranteed=self.guaranteed,
+                on_node=self.victims_on_node(),
+                alloc=alloc,
+                entitled=entitled,
+                keep=keep,
+                guaranteed=guaranteed,
+                lowest_priority=self._lowest_priority,
             )
-            if victims is None and g > 1:
-                # the surplus ran out before a whole block was free: clear the nodes that
-                # cost least instead (defragmenting preemption)
-                victims = find_block_victims(
-                    self.index,
-                    s,
-                    n,
-                    g,
-                    preemptor=c,
-                    on_node=self.victims_on_node(),
-                    alloc=self.alloc,
-                    entitled=self.entitled,
-                    guaranteed=self.guaranteed,
-                    lowest_priority=self._lowest_priority,
-                )
-            if victims is None and self.policy.consolidation and self.movable_per_shape[s]:
-                # no node can be cleared alone: preempt, then move small workloads together
-                victims = self._preempt_and_move(w, c, s, units)
-                if victims is not None:
-                    self._record_victims(w, victims)
-                    return True
-            if victims is None:
-                self._memo[(s, g)] = (self.index.version, n)
-                continue
-            self._record_victims(w, victims)
-            self._admit(w, c, s, units)
-            return True
-        return False
+        if victims is None and strict and self.policy.consolidation and self.movable_per_shape[s]:
+            # no node can be cleared alone: preempt, then move small workloads together
+            victims = self._preempt_and_move(w, c, s, units)
+            if victims is not None:
+                self._record_victims(w, victims)
+                return True
+        if victims is None:
+            self._memo[(s, g, strict)] = (self.index.version, n)
+            return False
+        self._record_victims(w, victims)
+        self._admit(w, c, s, units)
+        return True
 
     def _record_victims(self, w: Workload, victims: list[Live]) -> None:
         shape_of = self.index.shape_of
@@ -504,10 +518,7 @@ class _Cycle:
             v = live.community
             if live.preempted or v == c or v < 0:
                 continue
-            left = alloc[v] - live.units
-            if left < self.entitled[v] - EPSILON or (
-                live.serving and left < self.guaranteed[v] - EPSILON
-            ):
+            if not givable(live, 0.0, alloc, self.entitled, self.entitled, self.guaranteed):
                 continue
             release(index, live, alloc)
             live.preempted = True  # neither a victim twice nor moved
@@ -590,6 +601,7 @@ class _Cycle:
         demand = {c.name: d for c, d in zip(self.communities, self.demand, strict=True)}
         ent = entitlements(self.communities, demand, self.capacity, self.policy)
         self.entitled[:] = [ent[c.name] for c in self.communities]
+        self.floors[:] = [min(g, e) for g, e in zip(self.guaranteed, self.entitled, strict=True)]
 
     def _decisions(self, waiting: list[tuple[_Entry, _Why]]) -> Decisions:
         self._refresh()

@@ -3,13 +3,14 @@
 Design (see ``DESIGN.md``): only for a preemptor that stays within its entitlement once
 admitted (the caller checks). A candidate victim is a running workload of the snapshot on the
 shape being tried that ran at least the minimum runtime (filtered by the caller); it may be
-taken only while its community stays at or above its entitlement without it, and a serving
-workload only while its community stays at or above its guarantee. Candidates are taken in
-order (lowest priority, then most recently started) until the gang fits; then victims that
-are not needed are put back, newest taken first. If the greedy pass failed because a
-community's surplus ran out, each candidate is tried alone. The victim community never ends
-below its entitlement and the preemptor never ends above its own, so the victim has no
-claim to preempt back: no cycles.
+taken only while its community is above its entitlement and keeps at least ``keep`` without
+it — its entitlement under the strict rule, its guarantee when reclaiming borrowed GPUs —
+and a serving workload only while its community stays at or above its guarantee. Candidates
+are taken in order (lowest priority, then most recently started) until the gang fits; then
+victims that are not needed are put back, newest taken first. If the greedy pass failed
+because a community had nothing left to give, each candidate is tried alone. The preemptor
+never ends above its entitlement, so it is no victim for anybody unless it borrows later:
+no cycles.
 """
 
 from __future__ import annotations
@@ -62,12 +63,26 @@ def victim_order(live: Live) -> tuple[int, float, str]:
     return (r.workload.priority, -r.started, r.workload.key)
 
 
-def _givable(live: Live, alloc: list[float], entitled: list[float], floor: list[float]) -> bool:
+def givable(
+    live: Live,
+    taken: float,
+    alloc: list[float],
+    entitled: list[float],
+    keep: list[float],
+    guaranteed: list[float],
+) -> bool:
+    """Whether ``live`` may be a victim once ``taken`` units of its community were chosen.
+
+    Its community must be above its entitlement before giving it and keep at least
+    ``keep`` (its entitlement under the strict rule, its guarantee floor under the gang
+    rule) after; a serving workload also leaves its community at or above its guarantee.
+    """
     c = live.community
-    left = alloc[c] - live.units
-    if left < entitled[c] - EPSILON:
+    held = alloc[c] - taken
+    left = held - live.units
+    if held <= entitled[c] + EPSILON or left < keep[c] - EPSILON:
         return False
-    return not (live.serving and left < floor[c] - EPSILON)
+    return not (live.serving and left < guaranteed[c] - EPSILON)
 
 
 def release(index: FreeIndex, live: Live, alloc: list[float]) -> None:
@@ -94,6 +109,7 @@ def find_victims(
     candidates: list[Live],
     alloc: list[float],
     entitled: list[float],
+    keep: list[float],
     guaranteed: list[float],
 ) -> list[Live] | None:
     """Victims whose removal lets the gang fit on ``shape``, or None.
@@ -109,9 +125,13 @@ def find_victims(
         v = live.community
         if live.preempted or v == preemptor or v < 0:
             continue
-        # _givable, inlined: this loop is the hot part of preemption
+        # givable, inlined: this loop is the hot part of preemption
         left = alloc[v] - live.units
-        if left < entitled[v] - EPSILON or (live.serving and left < guaranteed[v] - EPSILON):
+        if (
+            alloc[v] <= entitled[v] + EPSILON
+            or left < keep[v] - EPSILON
+            or (live.serving and left < guaranteed[v] - EPSILON)
+        ):
             starved = True
             continue
         release(index, live, alloc)
@@ -137,7 +157,7 @@ def find_victims(
     for live in candidates:
         if live.preempted or live.community == preemptor or live.community < 0:
             continue
-        if not _givable(live, alloc, entitled, guaranteed):
+        if not givable(live, 0.0, alloc, entitled, keep, guaranteed):
             continue
         release(index, live, alloc)
         if index.slots(shape, gpus_per_worker) >= workers:
@@ -156,6 +176,7 @@ def find_block_victims(
     on_node: list[list[Live]],
     alloc: list[float],
     entitled: list[float],
+    keep: list[float],
     guaranteed: list[float],
     lowest_priority: int = 0,
 ) -> list[Live] | None:
@@ -198,10 +219,7 @@ def find_block_victims(
                 freed = 0
                 for live in lives:
                     v = live.community
-                    left = alloc[v] - spent.get(v, 0.0) - live.units
-                    if left < entitled[v] - EPSILON or (
-                        live.serving and left < guaranteed[v] - EPSILON
-                    ):
+                    if not givable(live, spent.get(v, 0.0), alloc, entitled, keep, guaranteed):
                         continue
                     spent[v] = spent.get(v, 0.0) + live.units
                     chosen.append(live)

@@ -9,25 +9,28 @@ built incrementally: nodes and each job's :class:`Workload` are made once, a
 
 What the core sees of each queue is a part of it. With entitlements water-filled over the *full*
 demand, community ``c`` can start in one cycle only jobs no larger than ``S = free GPUs +
-sum of surpluses`` (free, or left over by a victim larger than its preemptor; victims come
-only from surpluses above entitlement) or no larger than its own shortfall ``D_c`` below
-entitlement (preemption admits only a job that keeps its community within entitlement), and
-at most ``S + D_c`` GPUs in all. It sees the head of each queue up to ``D_c`` GPUs — so every
-community's demand stays at or above its entitlement and the core computes the same
-entitlements as on the full queues — and, of each gang shape it could start (workers ×
-GPUs per worker no larger than ``S`` or ``D_c``), the first ``2 (S + D_c) / GPUs + 1`` jobs:
-more than it can start of that shape, in the core's own order, so a job of that shape
-further back could start only if one shown before it could not, though it is the same
-gang. (The replay keeps each queue split by shape, so the cut costs no scan.) That the cut
-changes no decision is checked on real jobs by the unit tests. A queue of thousands of jobs
-thus costs the core a few dozen.
+sum over communities above their entitlement of (surplus + largest running job)`` (free, or
+left over by a victim larger than its preemptor: victims are taken from a community only
+while it is above its entitlement, so at most its surplus plus one job) or no larger than
+its own shortfall ``D_c`` below entitlement (preemption admits only a job that keeps its
+community within entitlement; a community above its entitlement may become short by up to
+its largest running job in the cycle, which ``D_c`` then counts), and at most ``S + D_c``
+GPUs in all. It sees the head of each queue up to its shortfall — so every community's
+demand stays at or above its entitlement and the core computes the same entitlements as on
+the full queues — and, of each gang shape it could start (workers × GPUs per worker no
+larger than ``S`` or ``D_c``), the first ``2 (S + D_c) / GPUs + 1`` jobs: more than it can
+start of that shape, in the core's own order, so a job of that shape further back could
+start only if one shown before it could not, though it is the same gang. (The replay keeps
+each queue split by shape, so the cut costs no scan.) That the cut changes no decision is
+checked on real jobs by the unit tests. A queue of thousands of jobs thus costs the core a
+few dozen.
 
 The cycle is skipped without calling the core when it provably decides nothing: no queued
 job fits the free GPUs (in total, and — without consolidation, which can build a block from
-scattered free GPUs — per worker in the largest free block of a node), and
-no queued job could be admitted by preemption — the core preempts only for a job that keeps
-its community within its entitlement, and only from a community that stays at or above its
-own without the victim, so a fraction of a GPU below or above entitlement preempts nothing.
+scattered free GPUs — per worker in the largest free block of a node), and no queued job
+could be admitted by preemption — the core preempts only for a job that keeps its community
+within its entitlement, and only from a community above its own, so nothing is preempted
+when nobody is above its entitlement or nobody is short of it by a whole job.
 """
 
 from __future__ import annotations
@@ -146,20 +149,34 @@ class FairPolicy:
             max(0.0, entitled[name] - state.allocated[i])
             for i, name in enumerate(state.communities)
         ]
-        surplus = sum(
+        over = [
             max(0.0, state.allocated[i] - entitled[name])
             for i, name in enumerate(state.communities)
-        )
-        # preemption takes only whole victims from a community that stays at its entitlement
-        may_preempt = self._policy.preemption and surplus >= 1 - _EPSILON
-        deficits = shortfall if may_preempt else [0.0] * len(shortfall)
+        ]
+        # preemption takes victims only from communities above their entitlement
+        may_preempt = self._policy.preemption and sum(over) > _EPSILON
+        # preemption admits only a job within its community's shortfall
+        reach = [short + _EPSILON if may_preempt else _EPSILON for short in shortfall]
         if not any(
-            _could_start(state.pending[name], free, block, deficits[i] + _EPSILON)
+            _could_start(state.pending[name], free, block, reach[i])
             for i, name in enumerate(state.communities)
         ):
             return Cycle()  # nothing fits the free GPUs, nobody may preempt for what it needs
+        exposed = [0] * len(over)
+        deficits = [0.0] * len(shortfall)
+        if may_preempt:
+            # a community above its entitlement gives victims while it is above: at most its
+            # surplus plus one job; so much more it may then be short of itself
+            largest = [0] * len(over)
+            for jobstate in state.running.values():
+                i = state.index[jobstate.job.community]
+                largest[i] = max(largest[i], jobstate.job.gpus)
+            exposed = [
+                most if above > _EPSILON else 0 for most, above in zip(largest, over, strict=True)
+            ]
+            deficits = [short + more for short, more in zip(shortfall, exposed, strict=True)]
         # GPUs any community may start on: free now, or left over by a larger victim
-        spare = free + (surplus if may_preempt else 0.0) + _EPSILON
+        spare = free + sum(over) + sum(exposed) + _EPSILON
         shown: dict[str, JobState] = {}
         for i, name in enumerate(state.communities):
             # enough of the queue's head to keep the demand at or above the entitlement

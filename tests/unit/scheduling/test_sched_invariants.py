@@ -3,12 +3,13 @@
 Covers, for every generated snapshot: no node is over-allocated; a gang is admitted whole,
 on nodes that match its class and memory, or not at all; every pending workload is either
 admitted or waiting, once; work conservation (nothing waits that fits in the free GPUs,
-unless its community is at its cap); no community below its entitlement waits while another
-community above its entitlement holds a preemptible workload it could give (this is also
-what "guarantees are met when demanded" means once a guarantee is a floor of the
-entitlement); entitlements respect floors and caps and sum to what can be used; a victim
-community never ends below its entitlement and no preemption is undone by the next cycle
-(no cycles); the same snapshot gives equal decisions, whatever the hash seed.
+unless its community is at its cap); no community below its entitlement waits for a workload
+that frees what it needs and that a community above its entitlement could give while keeping
+its guarantee (this is also what "guarantees are met when demanded" means once a guarantee
+is a floor of the entitlement); entitlements respect floors and caps and sum to what can be
+used; a victim community was above its entitlement when it gave and keeps its guarantee, and
+no preemption is undone by the next cycle (no cycles); the same snapshot gives equal
+decisions, whatever the hash seed.
 """
 
 from __future__ import annotations
@@ -136,6 +137,12 @@ def snapshots() -> st.SearchStrategy[Snapshot]:
 
 def weight_of(node: Node) -> float:
     return CLASS[node.gpu_class].weight
+
+
+def nodes_of(snap: Snapshot, r: Running) -> list[Node]:
+    """The nodes a running workload's workers are on (one entry per worker)."""
+    by_name = {n.name: n for n in snap.nodes}
+    return [by_name[name] for name in r.placement]
 
 
 def memory_of(node: Node) -> int:
@@ -286,8 +293,10 @@ def test_nobody_below_its_share_waits_for_gpus_someone_above_could_give(
                     r.workload.gpus_per_worker * weight_of(out.nodes[n]) for n in r.placement
                 )
                 left = out.alloc_snapshot[v] - r_units
-                if left < ent[v] - EPS:
-                    continue  # giving it would take the victim below its entitlement
+                if out.alloc_snapshot[v] <= ent[v] + EPS:
+                    continue  # the victim's community is not above its entitlement
+                if left < min(communities[v].guaranteed_gpus, ent[v]) - EPS:
+                    continue  # giving it would take the victim below its guarantee
                 if r.workload.serving and left < communities[v].guaranteed_gpus - EPS:
                     continue
                 extra: dict[str, int] = defaultdict(int)
@@ -349,32 +358,65 @@ def next_cycle(snap: Snapshot, d: Decisions) -> Snapshot:
     return replace(snap, running=running, pending=pending, now=snap.now + 1000.0)
 
 
+def held(snap: Snapshot) -> dict[str, float]:
+    """Normalised units each community holds in the snapshot's running set."""
+    out: dict[str, float] = defaultdict(float)
+    for r in snap.running:
+        units = sum(r.workload.gpus_per_worker * weight_of(n) for n in nodes_of(snap, r))
+        out[r.workload.community] += units
+    return out
+
+
 @SETTINGS
 @given(snapshots())
 def test_no_preemption_cycles(snap: Snapshot) -> None:
+    # A fair-share preemption takes only from a community above its entitlement (borrowing)
+    # and admits a workload that keeps its own community within its entitlement. So after
+    # A preempts B, B can take GPUs back from A only if A borrowed idle GPUs beyond its
+    # entitlement since, and never the workload that preempted it.
     d1 = schedule(snap)
     snap2 = next_cycle(snap, d1)
     d2 = schedule(snap2)
     for snap_i, d in ((snap, d1), (snap2, d2)):
         community = {w.key: w.community for w in snap_i.pending}
+        guaranteed = {c.name: c.guaranteed_gpus for c in snap_i.communities}
+        largest: dict[str, float] = defaultdict(float)
+        for p in d.preemptions:
+            if p.reason == "FairShare":
+                r = p.running
+                units = sum(r.workload.gpus_per_worker * weight_of(n) for n in nodes_of(snap_i, r))
+                largest[r.workload.community] = max(largest[r.workload.community], units)
         for p in d.preemptions:
             if p.reason != "FairShare":
                 continue
             victim = p.running.workload.community
-            assert d.allocated[victim] >= d.entitlements[victim] - EPS
+            ent = d.entitlements[victim]
+            # it gave while above its entitlement (so at most one victim below it) ...
+            assert d.allocated[victim] + largest[victim] > ent - EPS
+            # ... and keeps its guarantee
+            assert d.allocated[victim] >= min(guaranteed[victim], ent) - EPS
             # (the preemptor may end above its own share: after preempting, it can still
             # borrow idle GPUs like anyone else)
             assert p.by in community
     first = {w.key: w.community for w in snap.pending}
     second = {w.key: w.community for w in snap2.pending}
-    took = {
+    took = {(p.by, p.running.workload.key) for p in d1.preemptions if p.reason == "FairShare"}
+    took_from = {
         (first[p.by], p.running.workload.community)
         for p in d1.preemptions
         if p.reason == "FairShare"
     }
+    holding = held(snap2)
     for p in d2.preemptions:
-        if p.reason == "FairShare":
-            assert (p.running.workload.community, second[p.by]) not in took
+        if p.reason != "FairShare":
+            continue
+        # no preemption is undone: nothing preempted in the first cycle preempts its
+        # preemptor in the second
+        assert (p.running.workload.key, p.by) not in took
+        # a community that preempted loses GPUs only if it borrowed beyond its entitlement
+        victim = p.running.workload.community
+        if (victim, second[p.by]) in took_from:
+            assert holding[victim] > d2.entitlements[victim] + EPS
 
 
 @SETTINGS

@@ -588,7 +588,7 @@ CASES = [
         want_messages={"x/t": "none preemptible within fair share"},
     ),
     Case(
-        "the victim community is never taken below its entitlement",
+        "a community borrowing beyond its entitlement can lose a whole gang to one within it",
         snapshot()
         .nodes(nodes("a", 2), nodes("b", 1, gpus=4))
         .communities("x", "y")
@@ -596,8 +596,58 @@ CASES = [
         .running(workload("y/old", "y").workers(2).gpus(8).running("a-0", "a-1"))
         .pending(workload("x/t", "x").workers(2).gpus(4).obj())
         .obj(),
-        want_waiting={"x/t": "PoolExhausted"},
+        want_admitted={"x/t": ("b-0", "a-1")},
+        want_preempted={"y/old": "FairShare"},
         want_entitlements={"x": 8, "y": 12},
+    ),
+    Case(
+        "reclaiming borrowed GPUs never takes a community below its guarantee",
+        snapshot()
+        .nodes(nodes("a", 2), nodes("b", 1, gpus=4))
+        .communities("x", community("y").guarantee(12).obj())
+        .now(100)
+        .running(workload("y/old", "y").workers(2).gpus(8).running("a-0", "a-1"))
+        .pending(workload("x/t", "x").workers(2).gpus(4).obj())
+        .obj(),
+        want_waiting={"x/t": "PoolExhausted"},
+        want_messages={"x/t": "none preemptible within fair share"},
+        want_entitlements={"x": 8, "y": 12},
+    ),
+    Case(
+        "half a GPU above its share is enough to give a whole workload to a community below",
+        snapshot()
+        .nodes(two_nodes())
+        .communities("x", "y", "z")
+        .now(1000)
+        .running(
+            *(workload(f"y/{i}", "y").running("n-0", started=10 + i) for i in range(8)),
+            workload("z/big", "z").gpus(8).running("n-1", started=5),
+        )
+        .pending(workload("x/t", "x").obj())
+        .obj(),
+        want_admitted={"x/t": ("n-0",)},
+        want_preempted={"y/7": "FairShare"},
+        want_entitlements={"x": 1, "y": 7.5, "z": 7.5},
+    ),
+    Case(
+        "a victim whose community keeps its entitlement is taken before reclaiming borrowed GPUs",
+        snapshot()
+        .nodes(two_nodes())
+        .communities("x", "y", "z")
+        .now(1000)
+        .running(
+            *(workload(f"y/{i}", "y").running("n-0", started=10 + i) for i in range(6)),
+            workload("z/a", "z").gpus(2).running("n-0", started=70),
+            workload("z/b", "z").gpus(5).running("n-1", started=5),
+            workload("y/6", "y").gpus(3).running("n-1", started=60),
+        )
+        .pending(workload("x/t", "x").gpus(2).priority(1).obj(), workload("x/u", "x").gpus(4).obj())
+        .obj(),
+        # z/a is the newest, but z (7 held, 5.33 entitled) would drop below its share;
+        # y (9 held) stays above its share without y/6
+        want_admitted={"x/t": ("n-1",)},
+        want_preempted={"y/6": "FairShare"},
+        want_waiting={"x/u": "OverShare"},
     ),
     Case(
         "a preemptor that would go over its own share preempts nothing",
