@@ -160,6 +160,14 @@ class Preemption(SpecModel):
     """Whether and how workloads above their entitlement make room for those below."""
 
     enabled: bool = Field(default=True, description="false: never preempt for fair share.")
+    reclaim_borrowed: bool = Field(
+        default=True,
+        alias="reclaimBorrowed",
+        description="true: a community below its entitlement may take back GPUs that others "
+        "borrowed beyond theirs, even when that leaves a borrower below its own entitlement "
+        "(never below its guarantee). false: only from communities that stay at or above "
+        "their entitlement.",
+    )
     min_runtime: Duration = Field(
         default="10m",
         alias="minRuntime",

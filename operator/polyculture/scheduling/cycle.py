@@ -360,7 +360,9 @@ class _Cycle:
         reclaiming from borrowers (see DESIGN.md, "Preemption")."""
         if any(self._preempt_on(w, c, s, self.entitled, strict=True) for s in fitting):
             return True
-        return any(self._preempt_on(w, c, s, self.floors, strict=False) for s in fitting)
+        return self.policy.reclaim and any(
+            self._preempt_on(w, c, s, self.floors, strict=False) for s in fitting
+        )
 
     def _preempt_on(self, w: Workload, c: int, s: int, keep: list[float], *, strict: bool) -> bool:
         """Preempt on shape ``s`` for ``w``; victims' communities keep at least ``keep``

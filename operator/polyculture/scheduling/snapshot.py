@@ -99,6 +99,9 @@ class Policy:
     preemption: bool = True
     #: a workload cannot be preempted for fair share before it ran this long
     min_runtime_s: float = 0.0
+    #: when no victim's community can stay at its entitlement, take from communities above
+    #: theirs anyway (reclaim borrowed GPUs), leaving each at least its guarantee
+    reclaim: bool = True
     gpu_classes: tuple[GPUClass, ...] = ()
     #: share of the ``blend`` basis that follows contribution (the rest is equal shares)
     blend: float = 0.5

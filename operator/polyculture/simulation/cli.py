@@ -65,6 +65,12 @@ def parser() -> argparse.ArgumentParser:
     )
     parse.add_argument("--no-preemption", action="store_true", help="fair policy never preempts")
     parse.add_argument(
+        "--no-reclaim",
+        action="store_true",
+        help="fair policy preempts only from communities that stay at their entitlement "
+        "(never reclaims borrowed GPUs below it)",
+    )
+    parse.add_argument(
         "--no-consolidation",
         action="store_true",
         help="fair policy never moves running jobs to clear a block for a waiting gang",
@@ -113,6 +119,7 @@ def run(trace: Trace, args: argparse.Namespace) -> tuple[dict[str, object], dict
             preemption=not args.no_preemption,
             min_runtime_s=args.min_runtime,
             consolidation=not args.no_consolidation,
+            reclaim=not args.no_reclaim,
         )
 
     plans: dict[str, tuple[tuple[PoolNode, ...], Callable[[tuple[PoolNode, ...]], Policy]]] = {
@@ -159,6 +166,7 @@ def run(trace: Trace, args: argparse.Namespace) -> tuple[dict[str, object], dict
         "restart_cost_s": args.restart_cost,
         "usage_half_life_s": args.half_life,
         "preemption": not args.no_preemption,
+        "reclaim": not args.no_reclaim,
         "consolidation": not args.no_consolidation,
         "elapsed_s": round(sum(elapsed.values()), 2),
     }

@@ -75,6 +75,7 @@ class FairPolicy:
         preemption: bool = True,
         min_runtime_s: float = 0.0,
         consolidation: bool = True,
+        reclaim: bool = True,
     ) -> None:
         self._nodes = tuple(Node(n.name, n.owner, _GPU_CLASS, n.gpus) for n in nodes)
         self._node_index = {node.name: i for i, node in enumerate(nodes)}
@@ -85,6 +86,7 @@ class FairPolicy:
             preemption=preemption,
             min_runtime_s=min_runtime_s,
             consolidation=consolidation,
+            reclaim=reclaim,
         )
         # a job becomes preemptible or movable once it ran the minimum runtime
         moves = preemption or consolidation
@@ -164,9 +166,9 @@ class FairPolicy:
             return Cycle()  # nothing fits the free GPUs, nobody may preempt for what it needs
         exposed = [0] * len(over)
         deficits = [0.0] * len(shortfall)
-        if may_preempt:
-            # a community above its entitlement gives victims while it is above: at most its
-            # surplus plus one job; so much more it may then be short of itself
+        if may_preempt and self._policy.reclaim:
+            # reclaiming takes victims from a community while it is above its entitlement: at
+            # most its surplus plus one job; so much more it may then be short of itself
             largest = [0] * len(over)
             for jobstate in state.running.values():
                 i = state.index[jobstate.job.community]

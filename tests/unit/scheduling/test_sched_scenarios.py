@@ -601,6 +601,19 @@ CASES = [
         want_entitlements={"x": 8, "y": 12},
     ),
     Case(
+        "without reclaim a borrower keeps a gang that would take it below its entitlement",
+        snapshot()
+        .nodes(nodes("a", 2), nodes("b", 1, gpus=4))
+        .communities("x", "y")
+        .now(100)
+        .running(workload("y/old", "y").workers(2).gpus(8).running("a-0", "a-1"))
+        .pending(workload("x/t", "x").workers(2).gpus(4).obj())
+        .policy(reclaim=False)
+        .obj(),
+        want_waiting={"x/t": "PoolExhausted"},
+        want_entitlements={"x": 8, "y": 12},
+    ),
+    Case(
         "reclaiming borrowed GPUs never takes a community below its guarantee",
         snapshot()
         .nodes(nodes("a", 2), nodes("b", 1, gpus=4))

@@ -75,14 +75,17 @@ def test_minimum_runtime_defers_preemption_to_when_the_victim_may_stop() -> None
     assert result.preemptions == 1
 
 
+@pytest.mark.parametrize("reclaim", [True, False], ids=["reclaim", "strict"])
 def test_the_queue_prefix_shown_to_the_core_changes_no_decision(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, reclaim: bool
 ) -> None:
     trace = load_philly(PHILLY, limit=1200)
     nodes = build_pool(48)
 
     def waits() -> list[float]:
-        result = replay(trace, nodes, FairPolicy(nodes, {}), restart_cost_s=60)
+        policy = FairPolicy(nodes, {}, reclaim=reclaim)
+        result = replay(trace, nodes, policy, restart_cost_s=60)
+        assert result.preemptions > 0  # the cut is checked where preemption happens
         return [j.waited for j in result.jobs]
 
     pruned = waits()
