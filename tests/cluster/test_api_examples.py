@@ -134,7 +134,12 @@ def test_defaults_appear_on_the_stored_pool(examples: ControlPlane) -> None:
             "basis": "weight",
             "contributionShare": 0.5,
             "usageHalfLife": "7d",
-            "preemption": {"enabled": True, "minRuntime": "10m", "gracePeriod": "2m"},
+            "preemption": {
+                "enabled": True,
+                "reclaimBorrowed": True,
+                "minRuntime": "10m",
+                "gracePeriod": "2m",
+            },
         }
         assert spec["ray"] == {
             "version": "2.60.0",
