@@ -8,7 +8,11 @@ free block still below the gang's per-worker need first (fewest GPUs to move per
 on each takes the smallest single movable workload that completes the block, else the
 largest ones until it does. It moves at most as many GPUs as the gang starts. The cycle then
 frees the planned workloads, places the gang, and places each moved workload again (largest
-first, best fit) on the GPUs left; if any does not fit, everything is put back as it was.
+first, back home if there is room, else best fit) on the GPUs left. One that fits nowhere
+(the free GPUs are there, in blocks too small) makes room for itself, one level deep: on the
+node closest to a block for it, smaller movable workloads leave (smallest first), it takes
+their place, and they land best fit elsewhere — still within the same budget of moved GPUs.
+If any does not fit, everything is put back as it was.
 
 A move changes no community's allocation (same shape, same GPUs), so entitlements, shares
 and the no-cycle argument of preemption are untouched; it costs the moved workload a restart.
@@ -74,24 +78,106 @@ def plan_moves(
     return None
 
 
-def replace_moved(index: FreeIndex, shape: int, moved: list[Live]) -> list[int] | None:
-    """Place each of ``moved`` (already freed) again, best fit; its new node id, in order.
+def replace_moved(
+    index: FreeIndex,
+    shape: int,
+    moved: list[Live],
+    *,
+    on_node: list[list[Live]],
+    budget: int,
+) -> list[tuple[Live, int]] | None:
+    """Place each of ``moved`` (already freed) again, best fit; every move made, in order.
 
-    Larger workloads go first (they are harder to fit). On failure nothing stays taken
+    Larger workloads go first (they are harder to fit), back home if the gang left room
+    there. One that fits nowhere may make room for itself (:func:`_make_room`): smaller
+    movable workloads leave a node, it takes their place, and they land best fit, moving at
+    most ``budget`` GPUs in all. Returns ``(workload, new node)`` for every workload placed
+    again, the ``moved`` ones and those that made room; on failure nothing stays taken
     and None is returned.
     """
-    order = sorted(range(len(moved)), key=lambda k: (-moved[k].gpus, victim_order(moved[k])))
-    placed = [-1] * len(moved)
-    for k in order:
-        live = moved[k]
+    order = sorted(moved, key=lambda live: (-live.gpus, victim_order(live)))
+    first = {id(live) for live in moved}
+    busy = set(first)
+    placed: list[tuple[Live, int]] = []
+    for live in order:
         # back where it was when the gang left room there: then it does not move at all
         home = live.nodes[0]
         node = home if index.free[home] >= live.gpus else index.best_fit(shape, live.gpus)
-        if node < 0:
-            for j in order:
-                if placed[j] >= 0:
-                    index.give(placed[j], moved[j].gpus)
+        if node >= 0:
+            index.take(node, live.gpus)
+            placed.append((live, node))
+            continue
+        room = _make_room(index, shape, live, on_node=on_node, busy=busy, budget=budget)
+        if room is None:
+            for other, at in placed:
+                index.give(at, other.gpus)
+                if id(other) not in first:
+                    index.take(other.nodes[0], other.gpus)  # it made room: back home
             return None
-        index.take(node, live.gpus)
-        placed[k] = node
+        budget -= sum(other.gpus for other, _ in room) - live.gpus
+        placed += room
     return placed
+
+
+def _make_room(
+    index: FreeIndex,
+    shape: int,
+    live: Live,
+    *,
+    on_node: list[list[Live]],
+    busy: set[int],
+    budget: int,
+) -> list[tuple[Live, int]] | None:
+    """Clear a block for ``live`` by moving smaller workloads off one node (second level).
+
+    Nodes short of the block by fewest GPUs first; on a node, its movable workloads smaller
+    than ``live`` (not yet moved, ``busy`` holds those), smallest first, until the block is
+    free — then ``live`` takes the node and each of them lands best fit elsewhere. The
+    first node where that works is used; the GPUs moved (``live`` aside) stay within
+    ``budget``. On success the workloads are marked ``busy``; on failure nothing changes.
+    """
+    g = live.gpus
+    count, buckets = index.count[shape], index.buckets[shape]
+    for f in range(min(g, len(count)) - 1, 0, -1):
+        lacking = g - f
+        if lacking > budget:
+            break
+        for node in list(reversed(buckets[f])) if count[f] else ():
+            small = sorted(
+                (
+                    other
+                    for other in on_node[node]
+                    if other.movable
+                    and not other.preempted
+                    and id(other) not in busy
+                    and other.gpus < g
+                ),
+                key=lambda other: (other.gpus, victim_order(other)),
+            )
+            take: list[Live] = []
+            freed = 0
+            for other in small:
+                if freed >= lacking:
+                    break
+                take.append(other)
+                freed += other.gpus
+            if freed < lacking or freed > budget:
+                continue
+            for other in take:
+                index.give(node, other.gpus)
+            index.take(node, g)
+            placed = [(live, node)]
+            for other in sorted(take, key=lambda other: -other.gpus):
+                at = index.best_fit(shape, other.gpus)
+                if at < 0:
+                    break
+                index.take(at, other.gpus)
+                placed.append((other, at))
+            else:
+                busy.update(id(other) for other in take)
+                return placed
+            for other, at in placed:
+                index.give(at, other.gpus)
+            for other in take:
+                index.take(node, other.gpus)
+    return None

@@ -479,7 +479,8 @@ class _Cycle:
         for live in moved:
             index.give(live.nodes[0], live.gpus)
         nodes = place(index, s, n, g, own_owners=self.own_owners[c], serving=w.serving)
-        placed = replace_moved(index, s, moved)
+        spare = n * g - sum(live.gpus for live in moved)
+        placed = replace_moved(index, s, moved, on_node=self.on_node, budget=spare)
         if placed is None:
             for i in nodes:
                 index.give(i, g)
@@ -489,7 +490,7 @@ class _Cycle:
             index.version = version
             return False
         names = self.node_names
-        for live, node in zip(moved, placed, strict=True):
+        for live, node in placed:
             if node == live.nodes[0]:
                 continue  # it fits where it was: not moved
             live.preempted = True

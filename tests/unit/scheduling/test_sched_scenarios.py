@@ -787,6 +787,26 @@ CASES = [
         want_entitlements={"x": 8, "y": 4, "z": 4},
     ),
     Case(
+        "a moved workload that fits nowhere makes room by moving a smaller one (two levels)",
+        snapshot()
+        .nodes(nodes("n", 3))
+        .communities("x", "y")
+        .running(
+            workload("y/four", "y").gpus(4).running("n-0"),
+            workload("y/two", "y").gpus(2).running("n-1"),
+            workload("y/four-b", "y").gpus(4).running("n-1"),
+            workload("y/six", "y").gpus(6).running("n-2"),
+        )
+        .pending(workload("x/t", "x").gpus(8).obj())
+        .policy(preemption=False, consolidation=True)
+        .obj(),
+        # free blocks 4, 2, 2: y/four leaves n-0 for the gang, but no block of 4 is left;
+        # y/two (smaller) moves from n-1 to n-2, and y/four takes its place on n-1
+        want_admitted={"x/t": ("n-0",)},
+        want_preempted={"y/four": "Consolidation", "y/two": "Consolidation"},
+        want_moved={"y/four": ("n-1",), "y/two": ("n-2",)},
+    ),
+    Case(
         "consolidation moves a small workload to clear a node for a fragmented gang",
         snapshot()
         .nodes(two_nodes())
