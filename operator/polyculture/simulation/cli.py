@@ -51,8 +51,9 @@ def parser() -> argparse.ArgumentParser:
     parse.add_argument(
         "--min-runtime",
         type=float,
-        default=0.0,
-        help="seconds a job runs before fair share may preempt it (default 0)",
+        default=600.0,
+        help="seconds a job runs before fair share may preempt or move it (default 600, "
+        "the pool's default minRuntime of 10m)",
     )
     parse.add_argument(
         "--restart-cost",
