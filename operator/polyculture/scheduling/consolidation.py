@@ -142,7 +142,7 @@ def _make_room(
         lacking = g - f
         if lacking > budget:
             break
-        for node in list(reversed(buckets[f])) if count[f] else ():
+        for node in list(reversed(buckets[f])):  # a copy: the loop moves nodes between buckets
             small = sorted(
                 (
                     other

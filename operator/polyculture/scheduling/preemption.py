@@ -74,8 +74,8 @@ def givable(
     """Whether ``live`` may be a victim once ``taken`` units of its community were chosen.
 
     Its community must be above its entitlement before giving it and keep at least
-    ``keep`` (its entitlement under the strict rule, its guarantee floor under the gang
-    rule) after; a serving workload also leaves its community at or above its guarantee.
+    ``keep`` (its entitlement under the strict rule, its guarantee floor when reclaiming)
+    after; a serving workload also leaves its community at or above its guarantee.
     """
     c = live.community
     held = alloc[c] - taken

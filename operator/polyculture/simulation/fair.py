@@ -165,7 +165,6 @@ class FairPolicy:
         ):
             return Cycle()  # nothing fits the free GPUs, nobody may preempt for what it needs
         exposed = [0] * len(over)
-        deficits = [0.0] * len(shortfall)
         if may_preempt and self._policy.reclaim:
             # reclaiming takes victims from a community while it is above its entitlement: at
             # most its surplus plus one job; so much more it may then be short of itself
@@ -176,9 +175,13 @@ class FairPolicy:
             exposed = [
                 most if above > _EPSILON else 0 for most, above in zip(largest, over, strict=True)
             ]
+        if may_preempt:
             deficits = [short + more for short, more in zip(shortfall, exposed, strict=True)]
-        # GPUs any community may start on: free now, or left over by a larger victim
-        spare = free + sum(over) + sum(exposed) + _EPSILON
+            # GPUs any community may start on: free now, or left over by a larger victim
+            spare = free + sum(over) + sum(exposed) + _EPSILON
+        else:
+            deficits = [0.0] * len(shortfall)
+            spare = free + _EPSILON
         shown: dict[str, JobState] = {}
         for i, name in enumerate(state.communities):
             # enough of the queue's head to keep the demand at or above the entitlement

@@ -139,10 +139,10 @@ def weight_of(node: Node) -> float:
     return CLASS[node.gpu_class].weight
 
 
-def nodes_of(snap: Snapshot, r: Running) -> list[Node]:
-    """The nodes a running workload's workers are on (one entry per worker)."""
+def units_of(snap: Snapshot, r: Running) -> float:
+    """Normalised units a running workload holds on the nodes its workers are on."""
     by_name = {n.name: n for n in snap.nodes}
-    return [by_name[name] for name in r.placement]
+    return sum(r.workload.gpus_per_worker * weight_of(by_name[name]) for name in r.placement)
 
 
 def memory_of(node: Node) -> int:
@@ -362,8 +362,7 @@ def held(snap: Snapshot) -> dict[str, float]:
     """Normalised units each community holds in the snapshot's running set."""
     out: dict[str, float] = defaultdict(float)
     for r in snap.running:
-        units = sum(r.workload.gpus_per_worker * weight_of(n) for n in nodes_of(snap, r))
-        out[r.workload.community] += units
+        out[r.workload.community] += units_of(snap, r)
     return out
 
 
@@ -383,9 +382,8 @@ def test_no_preemption_cycles(snap: Snapshot) -> None:
         largest: dict[str, float] = defaultdict(float)
         for p in d.preemptions:
             if p.reason == "FairShare":
-                r = p.running
-                units = sum(r.workload.gpus_per_worker * weight_of(n) for n in nodes_of(snap_i, r))
-                largest[r.workload.community] = max(largest[r.workload.community], units)
+                victim = p.running.workload.community
+                largest[victim] = max(largest[victim], units_of(snap_i, p.running))
         for p in d.preemptions:
             if p.reason != "FairShare":
                 continue
