@@ -187,6 +187,14 @@ class Serving(SpecModel):
         pattern=r"^/([A-Za-z0-9._~-]+(/[A-Za-z0-9._~-]+)*)?$",
         description="HTTP route, e.g. /yoruba-chat; /<namespace>/<name> when omitted.",
     )
+    deployment: str = Field(
+        default="Model",
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$",
+        description="Name of the ingress deployment of the application: its replicas and "
+        "GPUs per replica are set by the operator.",
+    )
 
 
 class CommunityModelSpec(SpecModel):
@@ -254,6 +262,31 @@ class CommunityModelStatus(StatusModel):
     attempts: int = Field(default=0, ge=0)
     endpoint: str | None = Field(default=None, max_length=2048)
     gpu_seconds_used: float = Field(default=0.0, ge=0, alias="gpuSecondsUsed")
+    gpu_seconds_by_owner: dict[str, float] = Field(
+        default_factory=dict,
+        alias="gpuSecondsByOwner",
+        max_length=64,
+        description="GPU-seconds used on each owner's nodes (who did the work).",
+    )
+    usage_updated_at: datetime | None = Field(
+        default=None,
+        alias="usageUpdatedAt",
+        description="When gpuSecondsUsed was last accrued; the next accrual starts here.",
+    )
+    run: int = Field(
+        default=0,
+        ge=0,
+        description="Admissions so far (1 = the first); the Ray job of the current training "
+        "admission is submitted as attempt <run>. attempts counts only the failed ones.",
+    )
+    trained_at: datetime | None = Field(
+        default=None, alias="trainedAt", description="When training succeeded."
+    )
+    preempted_at: datetime | None = Field(
+        default=None,
+        alias="preemptedAt",
+        description="When the current preemption began: the grace period runs from here.",
+    )
     summary: str = Field(
         default="",
         max_length=4096,

@@ -333,6 +333,18 @@ class CommunityStatus(StatusModel):
     allocated_units: float = Field(default=0.0, ge=0, alias="allocatedUnits")
     pending_gpus: int = Field(default=0, ge=0, alias="pendingGPUs")
     gpu_seconds_consumed: float = Field(default=0.0, ge=0, alias="gpuSecondsConsumed")
+    usage_gpu_seconds: float = Field(
+        default=0.0,
+        ge=0,
+        alias="usageGPUSeconds",
+        description="Decayed GPU-seconds used (usageHalfLife): the fair-share tie-breaker.",
+    )
+    contribution_gpu_seconds: float = Field(
+        default=0.0,
+        ge=0,
+        alias="contributionGPUSeconds",
+        description="Decayed GPU-seconds its crediting owners lent (the contribution basis).",
+    )
 
 
 class ComputePoolStatus(StatusModel):
@@ -379,6 +391,11 @@ class ComputePoolStatus(StatusModel):
         default_factory=list,
         max_length=MAX_COMMUNITIES,
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    usage_updated_at: datetime | None = Field(
+        default=None,
+        alias="usageUpdatedAt",
+        description="When the communities' usage was last accrued; the next accrual starts here.",
     )
     conditions: list[Condition] = conditions_field("Ready and other conditions of the pool.")
 
