@@ -1,4 +1,9 @@
-"""``polyculture run``: the operator process (kopf), cluster-wide."""
+"""``polyculture run``: the operator process (kopf), cluster-wide.
+
+With ``--leader-election`` (what the chart runs) only the replica holding the Lease
+``<namespace>/polyculture-operator`` acts; the others serve their metrics and wait to take
+over. A replica that loses the Lease stops (exit status 1) rather than act beside another one.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import argparse
 import asyncio
 import logging
 import os
+import threading
 
 import kopf
 
@@ -17,7 +23,7 @@ def load_handlers() -> None:
     from polyculture.handlers import models, nodes, pools, settings  # noqa: F401
 
 
-def main(argv: list[str]) -> int:
+def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="polyculture run", description=__doc__)
     parser.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, in-cluster)")
     parser.add_argument(
@@ -27,8 +33,26 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--liveness", default=None, help="e.g. http://0.0.0.0:8081/healthz (off by default)"
     )
+    parser.add_argument(
+        "--leader-election",
+        action="store_true",
+        help="act only while holding the operator Lease (for more than one replica)",
+    )
+    parser.add_argument(
+        "--leader-election-namespace",
+        default=os.environ.get("POD_NAMESPACE", "default"),
+        help="namespace of the Lease (default: $POD_NAMESPACE, else 'default')",
+    )
+    parser.add_argument("--leader-election-name", default="polyculture-operator")
+    parser.add_argument(
+        "--lease-duration", type=int, default=8, help="seconds a Lease lasts unrenewed"
+    )
     parser.add_argument("--verbose", action="store_true")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
     if args.kubeconfig:
         os.environ["KUBECONFIG"] = args.kubeconfig
     logging.basicConfig(
@@ -36,10 +60,55 @@ def main(argv: list[str]) -> int:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
     configure(args.kubeconfig)
+    from polyculture.metrics import set_leader
+
     if args.metrics_port:
         from prometheus_client import start_http_server
 
         start_http_server(args.metrics_port, addr=args.metrics_address)
     load_handlers()
-    asyncio.run(kopf.operator(clusterwide=True, liveness_endpoint=args.liveness, standalone=True))
-    return 0
+    if not args.leader_election:
+        set_leader(True)
+        asyncio.run(
+            kopf.operator(clusterwide=True, liveness_endpoint=args.liveness, standalone=True)
+        )
+        return 0
+
+    from polyculture.kube.leader import LeaderLease
+
+    if args.lease_duration < 3:
+        raise SystemExit("polyculture run: --lease-duration must be at least 3 seconds")
+    lease = LeaderLease(
+        namespace=args.leader_election_namespace,
+        name=args.leader_election_name,
+        lease_duration_s=args.lease_duration,
+        renew_deadline_s=args.lease_duration * 3 // 4,
+        retry_period_s=max(1, args.lease_duration // 8),
+    )
+    set_leader(False)
+    try:
+        lease.acquire()
+    except KeyboardInterrupt:
+        return 0
+    set_leader(True)
+    stop = threading.Event()
+    threading.Thread(target=_stop_when, args=(lease.lost, stop), daemon=True).start()
+    try:
+        asyncio.run(
+            kopf.operator(
+                clusterwide=True,
+                liveness_endpoint=args.liveness,
+                standalone=True,
+                stop_flag=stop,
+            )
+        )
+    finally:
+        set_leader(False)
+        if not lease.lost.is_set():
+            lease.release()
+    return 1 if lease.lost.is_set() else 0
+
+
+def _stop_when(lost: threading.Event, stop: threading.Event) -> None:
+    lost.wait()
+    stop.set()

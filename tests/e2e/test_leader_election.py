@@ -1,0 +1,179 @@
+"""Two operator replicas with leader election: exactly one acts, and the other takes over.
+
+A control plane of its own (no other operator may judge the models here), two real
+``polyculture run --leader-election`` processes. The replica holding the Lease judges models;
+the other writes nothing. SIGKILLed, the active one is replaced within 15 s (Lease expiry);
+stopped cleanly, it releases the Lease and the waiting one takes over at once.
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client, config
+from prometheus_client.parser import text_string_to_metric_families
+
+from polyculture.controlplane import ControlPlane, locate
+from polyculture.controlplane.operator import OperatorProcess
+from polyculture.controlplane.runner import free_port
+from polyculture.controlplane.waiting import wait_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.cluster, pytest.mark.slow]
+
+GROUP, VERSION = "polyculture.dev", "v1alpha1"
+REPO = Path(__file__).resolve().parents[2]
+LEASE_NS = "polyculture-system"
+HANDOVER_S = 15.0
+
+
+class Replica:
+    def __init__(self, cp: ControlPlane, run_dir: Path) -> None:
+        self.port = free_port()
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self.op = OperatorProcess(
+            cp.kubeconfig,
+            run_dir,
+            (
+                "--leader-election",
+                "--leader-election-namespace",
+                LEASE_NS,
+                "--metrics-port",
+                str(self.port),
+            ),
+        )
+
+    @property
+    def identity_suffix(self) -> str:
+        assert self.op.proc is not None
+        return f"-{self.op.proc.pid}"
+
+    def metric(self, name: str) -> float:
+        """Sum of a metric's samples on this replica's /metrics (0 when absent)."""
+        url = f"http://127.0.0.1:{self.port}/metrics"
+        text = urllib.request.urlopen(url, timeout=5).read().decode()
+        return sum(
+            s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+            if s.name == name
+        )
+
+    def metrics_up(self) -> bool:
+        try:
+            self.metric("polyculture_leader")
+        except OSError:
+            return False
+        return True
+
+
+@pytest.fixture(scope="module")
+def own_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ControlPlane, Any]]:
+    if locate().missing():
+        pytest.fail("control plane binaries missing: run `make control-plane`")
+    cp = ControlPlane(run_dir=tmp_path_factory.mktemp("leader-cp"))
+    cp.start()
+    api = config.new_client_from_config(config_file=str(cp.kubeconfig))
+    try:
+        files = sorted((REPO / "crds").glob("*.yaml"))
+        cp.kubectl("apply", "--server-side", *[a for f in files for a in ("-f", str(f))])
+        cp.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+        client.CoreV1Api(api).create_namespace({"metadata": {"name": LEASE_NS}})
+        yield cp, api
+    finally:
+        api.close()
+        cp.stop()
+
+
+def holder(api: Any) -> str | None:
+    try:
+        lease = client.CoordinationV1Api(api).read_namespaced_lease(
+            "polyculture-operator", LEASE_NS
+        )
+    except client.ApiException:
+        return None
+    return lease.spec.holder_identity if lease.spec else None
+
+
+def create_model(api: Any, ns: str, name: str) -> None:
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "CommunityModel",
+        "metadata": {"name": name},
+        "spec": {
+            "pool": "no-such-pool",
+            "training": {"entrypoint": "python train.py", "workers": 1, "gpusPerWorker": 1},
+        },
+    }
+    client.CustomObjectsApi(api).create_namespaced_custom_object(
+        GROUP, VERSION, ns, "communitymodels", body
+    )
+
+
+def phase(api: Any, ns: str, name: str) -> str | None:
+    obj = client.CustomObjectsApi(api).get_namespaced_custom_object(
+        GROUP, VERSION, ns, "communitymodels", name
+    )
+    return (obj.get("status") or {}).get("phase")
+
+
+def test_one_replica_acts_and_the_other_takes_over(
+    own_cluster: tuple[ControlPlane, Any], tmp_path: Path
+) -> None:
+    cp, api = own_cluster
+    ns = f"leader-{uuid.uuid4().hex[:6]}"
+    client.CoreV1Api(api).create_namespace({"metadata": {"name": ns}})
+    a = Replica(cp, tmp_path / "a")
+    b = Replica(cp, tmp_path / "b")
+    a.op.start()
+    b.op.start()
+    try:
+        wait_for(lambda: a.metrics_up() and b.metrics_up(), 60, "both replicas serve metrics")
+        first = wait_for(lambda: holder(api), 30, "a replica holds the lease")
+        active, standby = (a, b) if first.endswith(a.identity_suffix) else (b, a)
+        assert first.endswith(active.identity_suffix)
+
+        create_model(api, ns, "judged-by-one")
+        assert wait_for(lambda: phase(api, ns, "judged-by-one"), 30, "verdict") == "Invalid"
+        time.sleep(2)  # room for a second writer to show itself
+        assert active.metric("polyculture_leader") == 1
+        assert active.metric("polyculture_api_writes_total") >= 1
+        assert standby.metric("polyculture_leader") == 0
+        assert standby.metric("polyculture_api_writes_total") == 0
+        assert "judged-by-one" not in standby.op.log.read_text()
+
+        # the active replica dies without a word: the Lease expires, the standby takes over
+        assert active.op.proc is not None
+        active.op.proc.kill()
+        active.op.proc.wait()
+        killed_at = time.monotonic()
+        create_model(api, ns, "after-kill")
+        wait_for(lambda: phase(api, ns, "after-kill"), HANDOVER_S + 5, "verdict after kill")
+        handover_s = time.monotonic() - killed_at
+        assert handover_s < HANDOVER_S, f"handover took {handover_s:.1f} s"
+        assert (holder(api) or "").endswith(standby.identity_suffix)
+        assert standby.metric("polyculture_leader") == 1
+        assert standby.metric("polyculture_api_writes_total") >= 1
+        assert "after-kill" in standby.op.log.read_text()
+
+        # the killed one comes back and waits; the active one stops cleanly and hands over
+        active.op.start()
+        wait_for(active.metrics_up, 60, "restarted replica serves metrics")
+        assert active.metric("polyculture_leader") == 0
+        stopped_at = time.monotonic()
+        standby.op.stop()
+        wait_for(
+            lambda: (holder(api) or "").endswith(active.identity_suffix),
+            10,
+            "released lease taken over",
+        )
+        assert time.monotonic() - stopped_at < 10
+        wait_for(lambda: active.metric("polyculture_leader") == 1, 10, "new leader flag")
+    finally:
+        a.op.stop()
+        b.op.stop()
