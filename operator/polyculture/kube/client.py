@@ -1,9 +1,10 @@
-"""The operator's Kubernetes API client: in-cluster config, or a kubeconfig file."""
+"""Kubernetes API clients: the operator's (configured once), and one for a given kubeconfig."""
 
 from __future__ import annotations
 
 import os
 from functools import cache
+from pathlib import Path
 
 from kubernetes import client, config
 
@@ -21,3 +22,20 @@ def configure(kubeconfig: str | None = None) -> None:
 @cache
 def api_client() -> client.ApiClient:
     return client.ApiClient()
+
+
+def client_for(kubeconfig: Path | None) -> client.ApiClient:
+    """A client of its own: in-cluster credentials when no kubeconfig is given and a service
+    account is mounted, else the kubeconfig (``$KUBECONFIG`` or ``~/.kube/config`` if None)."""
+    configuration = client.Configuration()
+    if kubeconfig is None:
+        try:
+            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+            return client.ApiClient(configuration)
+        except config.ConfigException:
+            pass
+    config.load_kube_config(  # type: ignore[no-untyped-call]
+        config_file=None if kubeconfig is None else str(kubeconfig),
+        client_configuration=configuration,
+    )
+    return client.ApiClient(configuration)

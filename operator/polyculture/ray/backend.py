@@ -62,12 +62,15 @@ class WorkloadRef:
 
     ``uid`` is the object's ``metadata.uid`` when known: a model deleted and re-created under
     the same name is a different workload and must not adopt the old cluster or job.
+    ``community`` is descriptive (labels of what a backend creates), not part of the identity:
+    it takes no part in equality, the digest or the names.
     """
 
     namespace: str
     name: str
     role: Role = Role.TRAINING
     uid: str = ""
+    community: str = field(default="", compare=False)
 
     @property
     def digest(self) -> str:

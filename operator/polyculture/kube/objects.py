@@ -1,0 +1,81 @@
+"""Create and delete the namespaced objects of workloads (Pods, Services, Secrets).
+
+Creates are idempotent by name: an object that exists already (409) is left as it is, which
+is how a restarted operator adopts what it created before. Deletes ignore
+objects that are gone (404). Every write is counted in ``polyculture_api_writes_total``.
+The calls are exactly these (the chart's ClusterRole grants no more): ``create``/``delete``
+of Pods, Services and Secrets, ``get`` of a Secret, and ``list``/``watch`` of Pods and
+Services (:mod:`polyculture.kube.index`).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from polyculture.metrics import API_WRITES
+
+RESOURCES: Final = {"Pod": "pods", "Service": "services", "Secret": "secrets"}
+
+
+def _core(api: client.ApiClient) -> client.CoreV1Api:
+    return client.CoreV1Api(api)
+
+
+def create(api: client.ApiClient, body: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Create ``body`` (a Pod, Service or Secret): the created object, or None when an
+    object of that name exists already (the watch that indexes it has it)."""
+    kind = str(body["kind"])
+    namespace = body["metadata"]["namespace"]
+    core = _core(api)
+    creators: dict[str, Callable[..., Any]] = {
+        "Pod": core.create_namespaced_pod,
+        "Service": core.create_namespaced_service,
+        "Secret": core.create_namespaced_secret,
+    }
+    API_WRITES.labels(RESOURCES[kind], "").inc()
+    try:
+        made = creators[kind](namespace, dict(body))
+    except ApiException as error:
+        if error.status == 409:
+            return None
+        raise
+    result: dict[str, Any] = api.sanitize_for_serialization(made)  # type: ignore[no-untyped-call]
+    result.setdefault("kind", kind)
+    return result
+
+
+def secret_value(api: client.ApiClient, namespace: str, name: str, key: str) -> str | None:
+    """One key of a Secret, decoded; None if the Secret or the key does not exist."""
+    try:
+        secret = _core(api).read_namespaced_secret(name, namespace)
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+    data = secret.data or {}
+    if key not in data:
+        return None
+    return base64.b64decode(data[key]).decode()
+
+
+def delete(api: client.ApiClient, kind: str, namespace: str, name: str) -> bool:
+    """Delete one object (its dependents in the background); False if it was gone."""
+    core = _core(api)
+    deleters: dict[str, Callable[..., Any]] = {
+        "Pod": core.delete_namespaced_pod,
+        "Service": core.delete_namespaced_service,
+        "Secret": core.delete_namespaced_secret,
+    }
+    API_WRITES.labels(RESOURCES[kind], "").inc()
+    try:
+        deleters[kind](name, namespace, propagation_policy="Background")
+    except ApiException as error:
+        if error.status == 404:
+            return False
+        raise
+    return True
