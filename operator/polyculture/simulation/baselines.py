@@ -7,8 +7,10 @@ smaller ones behind it, which is the kinder reading of "first come, first served
 
 ``partition`` — each community gets a private slice of the pool proportional to its weight
 (whole GPUs, largest remainders first, in nodes of at most ``node_gpus`` GPUs) and runs the
-same best-effort FIFO on its slice alone. Nothing is lent, nothing preempted. A job larger
-than its community's slice can never start there; the replay sets it aside as unplaceable.
+same best-effort FIFO on its slice alone. Nothing is lent, nothing preempted. A job that does
+not fit its community's slice (by gang shape: 12 GPUs as 2 × 6 do not fit a slice of nodes
+of 8 and 4) can never start there; the replay sets it aside as unplaceable and the measures
+count it as never served.
 
 Placement for both is best fit: each worker goes to the node with the fewest free GPUs that
 still holds it (ties by node order), which keeps whole nodes free for the large gangs.
@@ -139,8 +141,3 @@ def partition_pool(
             i = len(nodes)
             nodes.append(PoolNode(f"node-{i:04d}", f"owner-{i % owners}", size, community))
     return tuple(nodes)
-
-
-def largest_gang(slices: Mapping[str, int]) -> dict[str, int]:
-    """The largest job each community can ever run on its private slice: the slice itself."""
-    return dict(slices)

@@ -20,14 +20,27 @@ its demand, and ``C`` the pool's GPUs.
   ``e_ic > 0``; ``jain_contended`` is the ``dt``-weighted mean of ``J_i``. 1 means every
   contending community holds the same fraction of its entitlement.
 - **wait** of a job: total time queued — from arrival to first start, plus from each
-  preemption to the next start. ``wait_p50_s`` / ``wait_p95_s`` are percentiles (linear
-  interpolation) over every job the policy could run; per community the same plus the mean.
-- **sharing_incentive_fraction**: among communities with at least one job that runs in both
-  replays, the fraction whose mean wait under the policy is no more than (``<=``) under the
-  ``partition`` baseline, both means taken over the jobs the partition can run (a job larger
-  than its community's private slice can never start there, so it is left out of both).
-- **preemptions**: preemption events (a job preempted twice counts twice);
-  ``restarted_jobs`` counts the jobs preempted at least once.
+  preemption to the next start (a start delayed by a victim's grace period counts from when
+  it runs). A job that never starts — never served: unplaceable, or still queued when the
+  replay ends — is *censored*: its wait is counted up to the end of the replay (``end`` of
+  the timeline), a lower bound, never 0. ``wait_p50_s`` / ``wait_p95_s`` are percentiles
+  (linear interpolation) over every job of the trace; per community the same plus the
+  mean. ``never_served_jobs`` counts the censored ones.
+- **job completion time** (JCT): finish minus arrival, censored at the end like the wait;
+  ``jct_p50_s`` / ``jct_p95_s``. **slowdown**: bounded slowdown (Feitelson)
+  ``max(JCT / max(duration, 10 s), 1)``; ``slowdown_p95``.
+- **sharing_incentive_fraction**: among communities with at least one job, the fraction
+  whose mean wait under the policy is no more than (``<=``) under the ``partition``
+  baseline, both means over *all* the community's jobs — a job its private slice cannot
+  hold counts under ``partition`` as never served (censored), so both policies are
+  measured on the same jobs.
+- **preemptions**: preemption events, moves included (a job preempted twice counts twice);
+  ``restarted_jobs`` counts the jobs preempted or moved at least once,
+  ``preempted_job_fraction`` the same over all jobs; ``max_restarts`` and ``restarts_p99``
+  are over all jobs.
+- **gpu_time_lost_fraction**: GPU-seconds held without progress kept (work redone after a
+  preemption, restart cost, GPUs held idle in a grace period; see
+  :mod:`polyculture.simulation.replay`) over all GPU-seconds held.
 """
 
 from __future__ import annotations
@@ -38,7 +51,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from polyculture.simulation.replay import Replay
+from polyculture.simulation.replay import JobState, Replay
 from polyculture.simulation.trace import CommunityConfig
 
 Array = npt.NDArray[np.float64]
@@ -137,11 +150,34 @@ def fairness(result: Replay, config: Mapping[str, CommunityConfig]) -> dict[str,
     }
 
 
+#: bounded slowdown's floor on the duration (seconds)
+SLOWDOWN_FLOOR_S = 10.0
+
+
+def everyone(result: Replay) -> tuple[JobState, ...]:
+    """Every job of the trace: those the policy could run, then the unplaceable ones."""
+    return result.jobs + result.unplaceable
+
+
+def wait_of(jobstate: JobState, end: float) -> float:
+    """The job's wait; a job queued at ``end`` (never served, or preempted last) is censored."""
+    if jobstate.finished is not None:
+        return jobstate.waited
+    return jobstate.waited + max(0.0, end - jobstate.queued_since)
+
+
+def jct_of(jobstate: JobState, end: float) -> float:
+    """Finish minus arrival, censored at ``end`` for a job that never finished."""
+    finished = end if jobstate.finished is None else jobstate.finished
+    return finished - jobstate.job.arrival
+
+
 def waits(result: Replay) -> dict[str, list[float]]:
-    """Waits of the jobs that ran, per community."""
+    """Waits of every job of the trace (censored where never served), per community."""
+    end = result.timeline.end
     per: dict[str, list[float]] = {}
-    for jobstate in result.jobs:
-        per.setdefault(jobstate.job.community, []).append(jobstate.waited)
+    for jobstate in everyone(result):
+        per.setdefault(jobstate.job.community, []).append(wait_of(jobstate, end))
     return per
 
 
@@ -169,21 +205,48 @@ def wait_summary(result: Replay) -> dict[str, object]:
     }
 
 
+def completion(result: Replay) -> dict[str, float]:
+    """JCT percentiles and the p95 bounded slowdown over every job (censored at the end)."""
+    end = result.timeline.end
+    jobs = everyone(result)
+    jct = np.asarray([jct_of(j, end) for j in jobs], dtype=np.float64)
+    duration = np.asarray([j.job.duration for j in jobs], dtype=np.float64)
+    slowdown = np.maximum(jct / np.maximum(duration, SLOWDOWN_FLOOR_S), 1.0)
+    return {
+        "jct_p50_s": _percentile(jct.tolist(), 50),
+        "jct_p95_s": _percentile(jct.tolist(), 95),
+        "slowdown_p95": _percentile(slowdown.tolist(), 95),
+    }
+
+
+def churn(result: Replay) -> dict[str, float | int]:
+    """Restarts per job and the GPU time lost to preemption (definitions in the module doc)."""
+    jobs = everyone(result)
+    restarts = [j.restarts for j in jobs]
+    lost = sum(j.lost_gpu_s for j in jobs)
+    useful = sum(j.job.gpus * j.job.duration for j in jobs if j.finished is not None)
+    restarted = sum(1 for count in restarts if count)
+    return {
+        "restarted_jobs": restarted,
+        "preempted_job_fraction": restarted / len(jobs) if jobs else 0.0,
+        "max_restarts": max(restarts, default=0),
+        "restarts_p99": _percentile(restarts, 99),
+        "gpu_time_lost_fraction": lost / (useful + lost) if useful + lost > 0 else 0.0,
+    }
+
+
 def sharing_incentive(result: Replay, partition: Replay) -> tuple[float, dict[str, bool]]:
     """The fraction of communities no worse off than on their private slice, and who is.
 
-    Both means are over the jobs that ran in ``partition`` (definition in the module doc).
+    Both means are over all of a community's jobs, censored where never served (module doc).
     """
-    private = {jobstate.job.key: jobstate.waited for jobstate in partition.jobs}
-    shared: dict[str, list[float]] = {}
-    alone: dict[str, list[float]] = {}
-    for jobstate in result.jobs:
-        wait_alone = private.get(jobstate.job.key)
-        if wait_alone is None:
-            continue
-        shared.setdefault(jobstate.job.community, []).append(jobstate.waited)
-        alone.setdefault(jobstate.job.community, []).append(wait_alone)
-    verdict = {name: bool(np.mean(shared[name]) <= np.mean(alone[name])) for name in sorted(shared)}
+    shared = waits(result)
+    alone = waits(partition)
+    verdict = {
+        name: bool(np.mean(shared[name]) <= np.mean(alone[name]))
+        for name in sorted(shared)
+        if alone.get(name)
+    }
     fraction = sum(verdict.values()) / len(verdict) if verdict else 1.0
     return fraction, verdict
 
@@ -203,10 +266,12 @@ def summary(
         **fairness(result, config),
         "sharing_incentive_fraction": fraction,
         **waited,
+        **completion(result),
         "preemptions": result.preemptions,
-        "restarted_jobs": sum(1 for jobstate in result.jobs if jobstate.attempt > 1),
-        "jobs": len(result.jobs),
+        **churn(result),
+        "jobs": len(everyone(result)),
         "unplaceable_jobs": len(result.unplaceable),
+        "never_served_jobs": sum(1 for j in everyone(result) if j.first_start is None),
         "cycles": result.cycles,
         "per_community": per_community,
     }

@@ -21,7 +21,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from polyculture.simulation.metrics import Array, entitlements, steps
+from polyculture.simulation.metrics import Array, entitlements, steps, waits
 from polyculture.simulation.replay import Replay
 from polyculture.simulation.trace import CommunityConfig
 
@@ -103,17 +103,18 @@ def allocation_figure(
 
 
 def wait_cdf_figure(results: Sequence[Replay], path: Path, *, credit: str = "") -> None:
-    """Write ``path``: the CDF of job waits for each replay in ``results``."""
+    """Write ``path``: the CDF of job waits for each replay in ``results`` (never-served jobs
+    censored at the end of their replay, as in :mod:`polyculture.simulation.metrics`)."""
     figure, axis = plt.subplots(figsize=(7, 4.2))
     for result in results:
-        waits = np.sort(np.array([jobstate.waited for jobstate in result.jobs]))
-        if not len(waits):
+        every = np.sort(np.array([w for values in waits(result).values() for w in values]))
+        if not len(every):
             continue
-        fraction = np.arange(1, len(waits) + 1) / len(waits)
-        shown = np.maximum(waits, 1.0)  # a zero wait sits at 1 s on the log axis
+        fraction = np.arange(1, len(every) + 1) / len(every)
+        shown = np.maximum(every, 1.0)  # a zero wait sits at 1 s on the log axis
         label = (
-            f"{result.policy} (p50 {_duration(np.percentile(waits, 50))}, "
-            f"p95 {_duration(np.percentile(waits, 95))})"
+            f"{result.policy} (p50 {_duration(np.percentile(every, 50))}, "
+            f"p95 {_duration(np.percentile(every, 95))})"
         )
         axis.step(shown, fraction, where="post", label=label, color=_COLOURS.get(result.policy))
     axis.set_xscale("log")

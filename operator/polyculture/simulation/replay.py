@@ -8,11 +8,27 @@ kept incrementally (free GPUs per node, running jobs, per-community queues in ar
 so a cycle costs what the policy costs, not a rebuild.
 
 A cycle returns preemptions and admissions. Preemptions are applied first (their GPUs are
-free for the admissions of the same cycle). A preempted job keeps its place in its
-community's queue (its arrival time), resumes from its checkpoint — it keeps the work done —
-and pays ``restart_cost_s`` more seconds of run time per restart (reloading). When a cycle
+free for the admissions of the same cycle). What a preemption costs:
+
+- **lost work**: a job saves a checkpoint every ``checkpoint_interval_s`` seconds of work
+  (0: continuously); a preempted job keeps the work up to its last checkpoint and redoes the
+  rest. It keeps its place in its community's queue (its arrival time).
+- **restart cost**: every attempt after the first spends ``restart_cost_s`` seconds on its
+  GPUs reloading before it makes progress.
+- **grace period**: a victim gets ``grace_s`` seconds to stop, so a job admitted on GPUs a
+  preemption freed in the same cycle (the preemptor, or anything placed on a victim's node)
+  and a moved job start ``grace_s`` after the cycle; their GPUs are held, idle, meanwhile.
+- a consolidation **move** is a preemption followed by an admission of the same job: it
+  pays all three.
+
+A job's *lost GPU-seconds* are the GPU-seconds it held without making progress it kept:
+work redone, restart cost, and GPUs held idle waiting for a grace period. When a cycle
 preempted, another cycle runs at once (at most ``_MAX_CYCLES_PER_BATCH`` per batch) so that
 GPUs freed by preemption are not left idle until the next event.
+
+Jobs that can never start — larger than every place that could hold them: the pool, or
+under ``partition`` the community's private slice, judged by gang shape on its nodes — are
+set aside in ``Replay.unplaceable``; the measures count them as never served.
 
 The replay records, after every batch, the GPUs allocated to and demanded by each community
 (a step function of time); :mod:`polyculture.simulation.metrics` reads it.
@@ -53,14 +69,24 @@ class JobState:
     job: TraceJob
     workers: int
     gpus_per_worker: int
+    #: seconds of work left (its last checkpoint's progress is already taken off)
     remaining: float
     queued_since: float
     waited: float = 0.0
     first_start: float | None = None
+    #: when the current attempt starts running (after any grace period it waits for)
     started: float = 0.0
     placement: tuple[int, ...] = ()
     attempt: int = 0
     finished: float | None = None
+    #: when the current attempt was admitted (its GPUs held from then on)
+    admitted: float = 0.0
+    #: seconds of the current attempt spent reloading before any progress
+    overhead: float = 0.0
+    #: times preempted or moved
+    restarts: int = 0
+    #: GPU-seconds held without progress kept (redone work, restart cost, idle in grace)
+    lost_gpu_s: float = 0.0
 
     @property
     def order(self) -> tuple[float, str]:
@@ -159,6 +185,20 @@ def build_pool(gpus: int, *, node_gpus: int = 8, owners: int = 4) -> tuple[PoolN
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Costs:
+    """What a preemption costs (module docstring): seconds."""
+
+    restart_s: float = 0.0
+    checkpoint_interval_s: float = 0.0
+    grace_s: float = 0.0
+
+
+def fits_empty(nodes: Sequence[PoolNode], workers: int, per_worker: int) -> bool:
+    """Whether a gang of ``workers`` × ``per_worker`` GPUs fits ``nodes`` when they are empty."""
+    return sum(node.gpus // per_worker for node in nodes) >= workers
+
+
 def replay(
     trace: Trace,
     nodes: Sequence[PoolNode],
@@ -167,15 +207,17 @@ def replay(
     node_gpus: int = 8,
     restart_cost_s: float = 0.0,
     usage_half_life_s: float = 7 * 86400.0,
-    largest_fit: dict[str, int] | None = None,
+    checkpoint_interval_s: float = 0.0,
+    grace_s: float = 0.0,
     observe: Callable[[float, PoolState], None] | None = None,
 ) -> Replay:
     """Replay ``trace`` on ``nodes`` under ``policy`` until every job that can run has finished.
 
-    ``largest_fit`` maps a community to the largest gang it can ever get (its partition);
-    jobs above it, or above the pool, are set aside as unplaceable instead of waiting forever.
-    ``observe`` is called after every batch with the time and the pool state (diagnostics).
+    A job that fits no place it may use — the pool, or the nodes whose ``partition`` is its
+    community when the pool is partitioned — is set aside as unplaceable instead of waiting
+    forever. ``observe`` is called after every batch with the time and the pool state.
     """
+    costs = Costs(restart_cost_s, checkpoint_interval_s, grace_s)
     communities = trace.communities
     index = {name: i for i, name in enumerate(communities)}
     state = PoolState(
@@ -189,18 +231,8 @@ def replay(
         usage=[0.0] * len(communities),
         index=index,
     )
-    biggest_node = max(node.gpus for node in nodes)
     capacity = state.capacity
-    jobs: list[JobState] = []
-    unplaceable: list[JobState] = []
-    for job in trace.jobs:
-        workers, per_worker = gang_shape(job.gpus, node_gpus)
-        jobstate = JobState(job, workers, per_worker, job.duration, queued_since=job.arrival)
-        limit = capacity if largest_fit is None else largest_fit.get(job.community, capacity)
-        if job.gpus > limit or per_worker > biggest_node:
-            unplaceable.append(jobstate)
-        else:
-            jobs.append(jobstate)
+    jobs, unplaceable = _admissible(trace, nodes, node_gpus)
 
     # completion heap: (finish, sequence, job, attempt); stale entries (preempted) are skipped
     completions: list[tuple[float, int, JobState, int]] = []
@@ -244,6 +276,9 @@ def replay(
             if attempt != jobstate.attempt or jobstate.job.key not in state.running:
                 continue
             _release(state, jobstate)
+            # held idle in a grace period, then reloading: the rest was progress
+            idle = jobstate.started - jobstate.admitted + jobstate.overhead
+            jobstate.lost_gpu_s += jobstate.job.gpus * idle
             jobstate.remaining = 0.0
             jobstate.finished = now
             changed = True
@@ -256,23 +291,28 @@ def replay(
             decided = policy.cycle(state, now)
             cycles += 1
             changed = bool(decided.preemptions)
+            # GPUs (and jobs) that wait for a victim's grace period before anything starts
+            held: set[int] = set()
+            stopped: set[str] = set()
             for victim in decided.preemptions:
                 if state.running.get(victim.job.key) is not victim:
                     raise SimulationError(f"{policy.name}: preempts {victim.job.key}, not running")
                 _release(state, victim)
-                victim.remaining = max(victim.remaining - (now - victim.started), 0.0)
-                victim.remaining += restart_cost_s
-                victim.queued_since = now
+                _preempted(victim, now, costs)
+                held.update(victim.placement)
+                stopped.add(victim.job.key)
                 _enqueue(state, victim)
                 preemptions += 1
             for jobstate, placement in decided.admissions:
-                _start(state, jobstate, placement, now, policy.name)
+                waits = jobstate.job.key in stopped or not held.isdisjoint(placement)
+                start = now + costs.grace_s if waits else now
+                _start(state, jobstate, placement, now, start, policy.name)
+                jobstate.overhead = costs.restart_s if jobstate.restarts else 0.0
                 sequence += 1
-                heapq.heappush(
-                    completions, (now + jobstate.remaining, sequence, jobstate, jobstate.attempt)
-                )
+                finish = start + jobstate.overhead + jobstate.remaining
+                heapq.heappush(completions, (finish, sequence, jobstate, jobstate.attempt))
                 if policy.preemptible_after_s:
-                    heapq.heappush(wakeups, now + policy.preemptible_after_s)
+                    heapq.heappush(wakeups, start + policy.preemptible_after_s)
 
         if observe is not None:
             observe(now, state)
@@ -292,6 +332,41 @@ def replay(
     )
 
 
+def _admissible(
+    trace: Trace, nodes: Sequence[PoolNode], node_gpus: int
+) -> tuple[list[JobState], list[JobState]]:
+    """The jobs that can ever start on ``nodes`` (by gang shape), and those that cannot."""
+    private: dict[str, list[PoolNode]] = {}
+    for node in nodes:
+        if node.partition is not None:
+            private.setdefault(node.partition, []).append(node)
+    jobs: list[JobState] = []
+    unplaceable: list[JobState] = []
+    verdicts: dict[tuple[str | None, int, int], bool] = {}
+    for job in trace.jobs:
+        workers, per_worker = gang_shape(job.gpus, node_gpus)
+        jobstate = JobState(job, workers, per_worker, job.duration, queued_since=job.arrival)
+        where = job.community if private else None
+        fits = verdicts.get((where, workers, per_worker))
+        if fits is None:
+            usable = nodes if where is None else private.get(where, [])
+            fits = verdicts[(where, workers, per_worker)] = fits_empty(usable, workers, per_worker)
+        (jobs if fits else unplaceable).append(jobstate)
+    return jobs, unplaceable
+
+
+def _preempted(victim: JobState, now: float, costs: Costs) -> None:
+    """Charge ``victim`` what stopping it at ``now`` costs; it keeps its last checkpoint."""
+    progress = max(0.0, now - victim.started - victim.overhead)
+    interval = costs.checkpoint_interval_s
+    kept = progress if interval <= 0 else math.floor(progress / interval) * interval
+    kept = min(kept, victim.remaining)
+    victim.remaining -= kept
+    victim.lost_gpu_s += victim.job.gpus * (now - victim.admitted - kept)
+    victim.restarts += 1
+    victim.queued_since = now
+
+
 def _insert(queue: list[JobState], jobstate: JobState) -> None:
     if not queue or queue[-1].order < jobstate.order:
         queue.append(jobstate)
@@ -308,8 +383,14 @@ def _enqueue(state: PoolState, jobstate: JobState) -> None:
 
 
 def _start(
-    state: PoolState, jobstate: JobState, placement: tuple[int, ...], now: float, policy: str
+    state: PoolState,
+    jobstate: JobState,
+    placement: tuple[int, ...],
+    now: float,
+    start: float,
+    policy: str,
 ) -> None:
+    """Hold ``placement`` for ``jobstate`` from ``now``; it runs from ``start``."""
     queue = state.pending[jobstate.job.community]
     if len(placement) != jobstate.workers:
         raise SimulationError(f"{policy}: {jobstate.job.key} placed on {len(placement)} nodes")
@@ -328,10 +409,11 @@ def _start(
     slot = state.index[jobstate.job.community]
     state.pending_gpus[slot] -= jobstate.job.gpus
     state.allocated[slot] += jobstate.job.gpus
-    jobstate.waited += now - jobstate.queued_since
+    jobstate.waited += start - jobstate.queued_since
     if jobstate.first_start is None:
-        jobstate.first_start = now
-    jobstate.started = now
+        jobstate.first_start = start
+    jobstate.started = start
+    jobstate.admitted = now
     jobstate.placement = placement
     jobstate.attempt += 1
     state.running[jobstate.job.key] = jobstate

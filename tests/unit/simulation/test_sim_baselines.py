@@ -13,7 +13,6 @@ from polyculture.simulation.baselines import (
     FifoPolicy,
     PartitionPolicy,
     best_fit,
-    largest_gang,
     partition_pool,
     partition_slices,
 )
@@ -113,7 +112,7 @@ def test_partition_keeps_idle_gpus_private_and_sets_aside_jobs_too_large() -> No
     trace = trace_of(("x", 0, 100, 4), ("x", 1, 10, 1), ("x", 2, 10, 6), ("y", 50, 10, 4))
     slices = partition_slices(8, {"x": 1, "y": 1})
     nodes = partition_pool(slices, node_gpus=8)
-    result = replay(trace, nodes, PartitionPolicy(nodes), largest_fit=largest_gang(slices))
+    result = replay(trace, nodes, PartitionPolicy(nodes))
     # j1 waits for x's four GPUs although y's four sit idle until 50
     assert waits(result) == {"j0": 0, "j1": 99, "j3": 0}
     assert [j.job.key for j in result.unplaceable] == ["j2"]
@@ -121,3 +120,12 @@ def test_partition_keeps_idle_gpus_private_and_sets_aside_jobs_too_large() -> No
     fifo = replay(trace, shared, FifoPolicy(shared))
     # shared, j1 starts at once; j2 (6 GPUs) waits for j0, and y's j3 backfills meanwhile
     assert waits(fifo) == {"j0": 0, "j1": 0, "j2": 98, "j3": 0}
+
+
+def test_a_slice_holds_a_gang_only_by_its_shape() -> None:
+    # x's slice of 12 GPUs is a node of 8 and one of 4: 8 GPUs fit, 12 (2 × 6) do not
+    trace = trace_of(("x", 0, 10, 8), ("x", 0, 10, 12), ("y", 0, 10, 4))
+    nodes = partition_pool({"x": 12, "y": 4}, node_gpus=8)
+    result = replay(trace, nodes, PartitionPolicy(nodes))
+    assert [j.job.key for j in result.unplaceable] == ["j1"]
+    assert waits(result) == {"j0": 0, "j2": 0}

@@ -23,6 +23,14 @@ KEYS = {
     "wait_p50_s",
     "wait_p95_s",
     "preemptions",
+    "jct_p50_s",
+    "jct_p95_s",
+    "slowdown_p95",
+    "preempted_job_fraction",
+    "max_restarts",
+    "restarts_p99",
+    "gpu_time_lost_fraction",
+    "never_served_jobs",
 }
 
 
@@ -46,11 +54,31 @@ def test_json_report_holds_the_promised_keys_for_the_policy_and_each_baseline(
     assert set(report["baselines"]) == {"fifo", "partition"}  # fair leads
     for baseline in report["baselines"].values():
         assert set(baseline) >= KEYS
-    # y is below its share of 4 when it arrives: fair preempts one of x's jobs for it...
-    assert report["per_community"]["y"]["wait_mean_s"] == 0
+    # y is below its share of 4 when it arrives: fair preempts two of x's jobs for it and
+    # starts once they stopped (the 120 s grace period)...
+    assert report["per_community"]["y"]["wait_mean_s"] == 120
     assert report["preemptions"] == 2
+    assert (report["max_restarts"], report["restarted_jobs"]) == (1, 2)
+    # each victim redoes its 600 s (no checkpoint yet) and reloads 60 s; y's 2 GPUs sat
+    # idle through the grace period; over all GPU-seconds held
+    lost = 2 * (600 + 60) + 2 * 120
+    assert report["gpu_time_lost_fraction"] == pytest.approx(lost / (12 * 3600 + 1200 + lost))
     # ...while first come first served makes it wait for x's first jobs to end
-    assert report["baselines"]["fifo"]["per_community"]["y"]["wait_mean_s"] == 3000
+    fifo = report["baselines"]["fifo"]
+    assert fifo["per_community"]["y"]["wait_mean_s"] == 3000
+    assert (fifo["max_restarts"], fifo["gpu_time_lost_fraction"]) == (0, 0)
+
+
+def test_a_checkpoint_keeps_the_work_before_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["--trace", str(small_trace(tmp_path)), "--gpus", "8", "--json", "--grace", "0"]
+    assert main([*argv, "--checkpoint-interval", "240"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["per_community"]["y"]["wait_mean_s"] == 0
+    # preempted at 600 s, each victim keeps its checkpoint at 480 s: redoes 120 s, reloads 60
+    lost = 2 * (120 + 60)
+    assert report["gpu_time_lost_fraction"] == pytest.approx(lost / (12 * 3600 + 1200 + lost))
 
 
 def test_the_command_prints_a_table_through_the_polyculture_entry_point(
@@ -68,13 +96,15 @@ def test_the_command_prints_a_table_through_the_polyculture_entry_point(
     [
         pytest.param(True, "8", "no such file", id="a trace that is not there"),
         pytest.param(False, "0", "must be positive", id="a pool without GPUs"),
+        pytest.param(False, "-1", "--grace must be >= 0", id="a negative grace period"),
     ],
 )
 def test_bad_input_exits_2_with_a_message(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], missing: bool, gpus: str, message: str
 ) -> None:
     trace = tmp_path / "missing.csv" if missing else small_trace(tmp_path)
-    assert main(["--trace", str(trace), "--gpus", gpus]) == 2
+    argv = ["--gpus", "8", "--grace", gpus] if gpus == "-1" else ["--gpus", gpus]
+    assert main(["--trace", str(trace), *argv]) == 2
     assert message in capsys.readouterr().err.lower()
 
 
@@ -94,7 +124,11 @@ def test_a_slice_of_the_philly_trace_replays_fairly_with_figures(
     assert report["wait_p95_s"] < min(fifo["wait_p95_s"], partition["wait_p95_s"])
     assert report["utilization_contended"] > 2 * partition["utilization_contended"]
     assert report["sharing_incentive_fraction"] > fifo["sharing_incentive_fraction"]
-    assert partition["unplaceable_jobs"] > 0  # 16-GPU jobs cannot run on an 8-GPU slice
+    # 16-GPU jobs cannot run on an 8-GPU slice: never served there, and counted so
+    assert partition["unplaceable_jobs"] > 0
+    assert partition["never_served_jobs"] == partition["unplaceable_jobs"]
+    assert report["never_served_jobs"] == fifo["never_served_jobs"] == 0
+    assert report["jobs"] == partition["jobs"] == 2000  # both measured on the same jobs
     names = sorted(path.name for path in out.iterdir())
     assert names == [
         "allocation-fair.png",
@@ -116,7 +150,7 @@ def test_a_config_weights_the_partition_and_the_fair_share(
     trace.write_text("\n".join(rows) + "\n")
     config = tmp_path / "pool.yaml"
     config.write_text("communities:\n  x: {weight: 3}\n")
-    argv = ["--trace", str(trace), "--gpus", "8", "--json"]
+    argv = ["--trace", str(trace), "--gpus", "8", "--json", "--grace", "0"]
 
     assert main(argv) == 0
     equal = json.loads(capsys.readouterr().out)

@@ -1,8 +1,9 @@
 """The ``fair`` policy (the scheduling core) in the replay, against first come first served.
 
 Covers: a community arriving behind another's backlog goes first under fair share (at once
-with preemption, at the next free GPUs without), a preempted job resumes with the work it did
-plus the restart cost, and the queue prefix the core is shown changes no decision.
+with preemption, at the next free GPUs without), a preempted job resumes from its last
+checkpoint plus the restart cost, and the queue prefix the core is shown changes no decision
+(at the simulator's default costs and minimum runtime).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import pytest
 import polyculture.simulation.fair as fair_module
 from polyculture.simulation.baselines import FifoPolicy
 from polyculture.simulation.fair import FairPolicy
-from polyculture.simulation.replay import JobState, Replay, build_pool, replay
+from polyculture.simulation.replay import Cycle, JobState, PoolState, Replay, build_pool, replay
 from polyculture.simulation.trace import Trace, TraceJob, load_philly
 
 PHILLY = Path(__file__).resolve().parent / "data" / "philly-head.csv"
@@ -67,6 +68,29 @@ def test_fair_share_preempts_the_community_over_its_share_for_the_newcomer() -> 
     assert victim.waited == pytest.approx(victim.started - 10)
 
 
+def test_the_preemptor_starts_after_the_grace_period_and_the_victim_redoes_its_work() -> None:
+    nodes = build_pool(4, node_gpus=4)
+    policy = FairPolicy(nodes, {}, preemption=True, min_runtime_s=0)
+    result = replay(
+        trace_of(*BACKLOG),
+        nodes,
+        policy,
+        node_gpus=4,
+        restart_cost_s=5,
+        checkpoint_interval_s=4,
+        grace_s=7,
+    )
+    newcomer = job(result, "j8")
+    assert (newcomer.waited, newcomer.started) == (7, 17)  # its GPU frees once the victim stops
+    (victim,) = [j for j in result.jobs if j.restarts]
+    # preempted at 10 s with checkpoints at 4 and 8 s: 92 s of work left, 5 s to reload
+    assert victim.finished is not None
+    assert victim.finished - victim.started == pytest.approx(92 + 5)
+    # 2 s redone, 5 s reloading, and the newcomer's GPU idle for 7 s
+    assert victim.lost_gpu_s == pytest.approx(2 + 5)
+    assert newcomer.lost_gpu_s == pytest.approx(7)
+
+
 def test_minimum_runtime_defers_preemption_to_when_the_victim_may_stop() -> None:
     nodes = build_pool(4, node_gpus=4)
     policy = FairPolicy(nodes, {}, preemption=True, min_runtime_s=30)
@@ -82,17 +106,32 @@ def test_the_queue_prefix_shown_to_the_core_changes_no_decision(
     trace = load_philly(PHILLY, limit=1200)
     nodes = build_pool(48)
 
-    def waits() -> list[float]:
-        policy = FairPolicy(nodes, {}, reclaim=reclaim)
-        result = replay(trace, nodes, policy, restart_cost_s=60)
-        assert result.preemptions > 0  # the cut is checked where preemption happens
-        return [j.waited for j in result.jobs]
+    def decisions() -> list[tuple[float, tuple[str, ...], tuple[tuple[str, tuple[int, ...]], ...]]]:
+        # the simulator's defaults: 10 minutes' minimum runtime, checkpoints, grace period
+        policy = FairPolicy(nodes, {}, reclaim=reclaim, min_runtime_s=600)
+        seen = []
+        decide = policy.cycle
 
-    pruned = waits()
+        def recorded(state: PoolState, now: float) -> Cycle:
+            cycle = decide(state, now)
+            stopped = tuple(j.job.key for j in cycle.preemptions)
+            started = tuple((j.job.key, placement) for j, placement in cycle.admissions)
+            if stopped or started:
+                seen.append((now, stopped, started))
+            return cycle
+
+        monkeypatch.setattr(policy, "cycle", recorded)
+        result = replay(
+            trace, nodes, policy, restart_cost_s=60, checkpoint_interval_s=1800, grace_s=120
+        )
+        assert result.preemptions > 0  # the cut is checked where preemption happens
+        return seen
+
+    pruned = decisions()
     # show the core every queued job, and never skip a cycle
     monkeypatch.setattr(fair_module, "_could_start", lambda *_: True)
     monkeypatch.setattr(fair_module, "_PREFIX_FACTOR", 10**9)
-    assert waits() == pruned
+    assert decisions() == pruned
 
 
 # x fills two 4-GPU nodes with 2-GPU jobs, one short job on each node ends at 10 s, and y

@@ -19,15 +19,35 @@ from polyculture.simulation.replay import JobState, Replay, Timeline
 from polyculture.simulation.trace import CommunityConfig, TraceJob
 
 
-def replay_of(timeline: Timeline, capacity: int, waits: dict[str, list[float]]) -> Replay:
-    """A hand-made replay: the timeline, and jobs of each community with the given waits."""
+def replay_of(
+    timeline: Timeline,
+    capacity: int,
+    waits: dict[str, list[float]],
+    never: dict[str, int] | None = None,
+) -> Replay:
+    """A hand-made replay: the timeline, jobs of each community that arrive at 0, wait the
+    given times and run 1 s, and ``never[c]`` jobs of ``c`` it could not place."""
     jobs = []
     for community, values in waits.items():
         for i, wait in enumerate(values):
             job = TraceJob(f"{community}-{i}", community, 0.0, 1.0, 1)
-            jobs.append(JobState(job, 1, 1, 0.0, 0.0, waited=wait))
+            jobs.append(JobState(job, 1, 1, 0.0, 0.0, waited=wait, finished=wait + 1))
+    unplaceable = [
+        JobState(TraceJob(f"{community}-never-{i}", community, 0.0, 1.0, 1), 1, 1, 1.0, 0.0)
+        for community, count in (never or {}).items()
+        for i in range(count)
+    ]
     communities = tuple(sorted(waits)) or ("x", "y")
-    return Replay("test", communities, capacity, tuple(jobs), timeline, preemptions=0, cycles=0)
+    return Replay(
+        "test",
+        communities,
+        capacity,
+        tuple(jobs),
+        timeline,
+        preemptions=0,
+        cycles=0,
+        unplaceable=tuple(unplaceable),
+    )
 
 
 # Two communities, 4 GPUs. [0, 10): x runs 2 of its 3, y 1 of its 3 — demand 6, contended.
@@ -134,8 +154,24 @@ def test_sharing_incentive_compares_mean_waits_with_the_partition() -> None:
     assert fraction == pytest.approx(2 / 3)
 
 
-def test_sharing_incentive_leaves_out_jobs_the_partition_could_not_run() -> None:
-    shared = replay_of(TIMELINE, 4, {"x": [0, 1000]})
-    private = replay_of(TIMELINE, 4, {"x": [1]})  # only x-0 ran there: x-1 was too large
+def test_a_job_the_partition_cannot_run_counts_as_never_served_there() -> None:
+    shared = replay_of(TIMELINE, 4, {"x": [0, 30]})
+    # x-1 was too large for x's slice: waited from 0 to the end of the replay (40 s)
+    private = replay_of(TIMELINE, 4, {"x": [1]}, never={"x": 1})
+    assert metrics.waits(private) == {"x": [1, 40]}
     fraction, verdict = metrics.sharing_incentive(shared, private)
-    assert (fraction, verdict) == (1.0, {"x": True})
+    assert (fraction, verdict) == (1.0, {"x": True})  # 15 <= 20.5, on the same two jobs
+    assert metrics.completion(private)["jct_p95_s"] == pytest.approx(2 + 0.95 * 38)
+
+
+def test_churn_counts_restarts_and_the_gpu_time_lost() -> None:
+    result = replay_of(TIMELINE, 4, {"x": [0, 0, 0, 0]})
+    result.jobs[0].restarts, result.jobs[0].lost_gpu_s = 3, 2.0
+    result.jobs[1].restarts = 1
+    assert metrics.churn(result) == {
+        "restarted_jobs": 2,
+        "preempted_job_fraction": 0.5,
+        "max_restarts": 3,
+        "restarts_p99": pytest.approx(3 - 0.03 * 2),
+        "gpu_time_lost_fraction": pytest.approx(2 / (4 + 2)),  # four 1-GPU jobs of 1 s
+    }
