@@ -24,6 +24,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from polyculture.api.gpu_products import same_product
+
 GPU_RESOURCE = "nvidia.com/gpu"
 PRODUCT_LABEL = "nvidia.com/gpu.product"
 MEMORY_LABEL = "nvidia.com/gpu.memory"
@@ -115,19 +117,15 @@ class GPUClassRule:
 def classify(product: str, classes: Sequence[GPUClassRule]) -> tuple[str, float]:
     """(class name, normalised weight) of a product; an unlisted product is its own class, 1.0.
 
-    Products compare as Node labels spell them: NVML's "NVIDIA H100 80GB HBM3" is the label
-    value "NVIDIA-H100-80GB-HBM3".
+    Products compare in the one normal form the node agent labels with (``same_product``):
+    NVML's "NVIDIA H100 80GB HBM3" is the label value "NVIDIA-H100-80GB-HBM3", and "Tesla T4
+    (PCIe)" is "Tesla-T4-PCIe".
     """
-    key = label_safe(product)
     for rule in classes:
-        names = {label_safe(p) for p in rule.products} or {label_safe(rule.name)}
-        if key in names:
+        names = rule.products or (rule.name,)
+        if any(same_product(product, name) for name in names):
             return rule.name, rule.weight
     return product, 1.0
-
-
-def label_safe(product: str) -> str:
-    return product.strip().replace(" ", "-")
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,11 +47,11 @@ NVML is unavailable the detail is ``{"version": 1, "error": "<why>", "health": "
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from typing import Any, Final
 
 from polyculture.agent.discovery import Health, NodeDiscovery, discovery_as_dict
+from polyculture.api.gpu_products import product_label
 
 PRODUCT: Final = "nvidia.com/gpu.product"
 MEMORY: Final = "nvidia.com/gpu.memory"
@@ -67,16 +67,8 @@ MANAGED_ANNOTATIONS: Final = (DETAIL,)
 
 DETAIL_VERSION: Final = 1
 
-_LABEL_VALUE_MAX = 63
-_NOT_LABEL_SAFE = re.compile(r"[^A-Za-z0-9._-]+")  # whitespace included
-
-
-def label_value(text: str) -> str:
-    """Make ``text`` a valid label value: spaces -> ``-`` (as GFD does), other unsafe
-    characters -> ``-`` (one for a run), at most 63 characters, alphanumeric at both ends."""
-    value = re.sub("-{2,}", "-", _NOT_LABEL_SAFE.sub("-", text.strip()))
-    value = value[:_LABEL_VALUE_MAX]
-    return re.sub(r"^[^A-Za-z0-9]+|[^A-Za-z0-9]+$", "", value)
+#: the product's label value, in the one normal form pools match (``api.gpu_products``)
+label_value = product_label
 
 
 def build_labels(discovery: NodeDiscovery) -> dict[str, str]:

@@ -19,6 +19,9 @@ Status layout (written only by the operator)::
       attempts: 1                 # failed attempts so far (preemption does not count)
       endpoint: http://.../yoruba # once Serving
       gpuSecondsUsed: 1234.5
+      provenance: [{role: dataset, uri, sha256, license, verdict: verified}]
+      provenanceVerdict: Verified  # Verified Mismatch Unverified Undeclared
+      modelCard: {configMap: yoruba-base-model-card, generatedAt: ...}
       summary: "..."              # derived: the WAITING-FOR/ENDPOINT printer column
       conditions: [...]
 """
@@ -29,8 +32,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, model_validator
 
+from polyculture.api.licences import check_licence
 from polyculture.api.meta import (
     Condition,
     ConditionStatus,
@@ -39,13 +43,85 @@ from polyculture.api.meta import (
     StatusModel,
     conditions_field,
 )
-from polyculture.api.units import URI, DNSLabel, Duration, GPUClassName, Quantity, Sha256
+from polyculture.api.units import (
+    ENV_NAME_MESSAGE,
+    ENV_NAME_PATTERN,
+    URI,
+    CheckpointURI,
+    DNSLabel,
+    GPUClassName,
+    MemoryQuantity,
+    NonBlank,
+    PositiveDuration,
+    Sha256,
+    check_keys,
+    checked_string,
+    keys_rule,
+    matches,
+    not_matches,
+)
 
 KIND = "CommunityModel"
 PLURAL = "communitymodels"
 
 #: Phases in which the model holds GPUs: its pool and gang shape are then frozen.
 HOLDING_PHASES = ("Admitted", "Training", "Serving")
+
+LICENCE_PATTERN = r"^[A-Za-z0-9(][-A-Za-z0-9.+:() ]*$"
+#: ``module.sub:attribute.sub``: Python identifiers, dotted
+IMPORT_PATH_PATTERN = (
+    r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*"
+    r"(\.[A-Za-z_][A-Za-z0-9_]*)*$"
+)
+ROUTE_PREFIX_PATTERN = r"^/([A-Za-z0-9._~-]+(/[A-Za-z0-9._~-]+)*)?$"
+ENV_NAME_MAX = 256
+
+#: SPDX licence identifier or expression; the SPDX list itself is checked by the operator
+Licence = Annotated[
+    str,
+    *checked_string(
+        matches(
+            LICENCE_PATTERN,
+            "must be an SPDX licence identifier or expression such as Apache-2.0, CC-BY-4.0 or "
+            "Apache-2.0 OR MIT",
+        ),
+        min_length=1,
+        max_length=128,
+    ),
+    AfterValidator(check_licence),
+]
+ImportPath = Annotated[
+    str,
+    *checked_string(
+        not_matches(
+            r"\.py:",
+            "names a module, not a file: write serve_app:app rather than serve_app.py:app",
+        ),
+        matches(
+            IMPORT_PATH_PATTERN,
+            "must be module:attribute with Python names, such as serve_app:app or "
+            "pkg.serve:build_app",
+        ),
+        min_length=3,
+        max_length=512,
+    ),
+]
+RoutePrefix = Annotated[
+    str,
+    *checked_string(
+        matches(
+            ROUTE_PREFIX_PATTERN,
+            "must be an HTTP path such as /yoruba-chat: '/' then letters, digits and '-._~' "
+            "separated by single '/'",
+        ),
+        min_length=1,
+        max_length=256,
+    ),
+]
+PipRequirement = Annotated[
+    str,
+    *checked_string(not_matches(r"^\s*$", "must not be blank"), min_length=1, max_length=256),
+]
 
 
 class Phase(StrEnum):
@@ -66,11 +142,9 @@ class Artifact(SpecModel):
     name: str | None = Field(default=None, max_length=253, description="A readable name.")
     uri: URI = Field(description="Where it is, e.g. hf://org/model or s3://bucket/data.")
     sha256: Sha256 = Field(description="SHA-256 of the content, 64 lowercase hex digits.")
-    license: str = Field(
-        min_length=1,
-        max_length=128,
-        pattern=r"^[A-Za-z0-9][-A-Za-z0-9.+() ]*$",
-        description="SPDX licence identifier or expression, e.g. Apache-2.0, CC-BY-4.0.",
+    license: Licence = Field(
+        description="SPDX licence identifier or expression, e.g. Apache-2.0, CC-BY-4.0; "
+        "LicenseRef-<name> for a licence outside the SPDX list.",
     )
 
 
@@ -84,18 +158,35 @@ class Provenance(SpecModel):
 class RuntimeEnv(SpecModel):
     """The Ray runtime environment of the job or deployment (a typed subset of Ray's)."""
 
-    working_dir: str | None = Field(
+    working_dir: (
+        Annotated[
+            str,
+            *checked_string(
+                not_matches(r"^\s*$", "must not be blank"), min_length=1, max_length=1024
+            ),
+        ]
+        | None
+    ) = Field(
         default=None,
         alias="workingDir",
-        min_length=1,
-        max_length=1024,
         description="Directory or URI uploaded as the working directory.",
     )
-    pip: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(
+    pip: list[PipRequirement] = Field(
         default_factory=list, max_length=64, description="pip requirements to install."
     )
-    env_vars: dict[str, Annotated[str, Field(max_length=4096)]] = Field(
-        default_factory=dict, alias="envVars", max_length=64, description="Environment variables."
+    env_vars: Annotated[
+        dict[str, Annotated[str, Field(max_length=4096)]],
+        check_keys(ENV_NAME_PATTERN, ENV_NAME_MAX, ENV_NAME_MESSAGE),
+    ] = Field(
+        default_factory=dict,
+        alias="envVars",
+        max_length=64,
+        description="Environment variables.",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                keys_rule(ENV_NAME_PATTERN, ENV_NAME_MAX, ENV_NAME_MESSAGE)
+            ]
+        },
     )
 
 
@@ -112,9 +203,7 @@ class Training(SpecModel):
 
     model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [_ONE_GPU_KIND_RULE]})
 
-    entrypoint: str = Field(
-        min_length=1, max_length=4096, description="Shell command of the Ray job: python train.py"
-    )
+    entrypoint: NonBlank = Field(description="Shell command of the Ray job: python train.py")
     runtime_env: RuntimeEnv | None = Field(default=None, alias="runtimeEnv")
     workers: int = Field(default=1, ge=1, le=1024, description="Ray workers in the gang.")
     gpus_per_worker: int = Field(
@@ -123,19 +212,23 @@ class Training(SpecModel):
     gpu_class: GPUClassName | None = Field(
         default=None, alias="gpuClass", description="Only GPUs of this class of the pool."
     )
-    min_gpu_memory: Quantity | None = Field(
-        default=None, alias="minGPUMemory", description="Only GPUs with at least this memory."
+    min_gpu_memory: MemoryQuantity | None = Field(
+        default=None,
+        alias="minGPUMemory",
+        description="Only GPUs with at least this memory, with its unit (e.g. 40Gi).",
     )
     priority: int = Field(
         default=0, ge=-1000, le=1000, description="Higher first within the community."
     )
-    max_runtime: Duration | None = Field(
+    max_runtime: PositiveDuration | None = Field(
         default=None, alias="maxRuntime", description="Fail the job after this long (e.g. 24h)."
     )
-    checkpoint_uri: URI | None = Field(
+    checkpoint_uri: CheckpointURI | None = Field(
         default=None,
         alias="checkpointURI",
-        description="Where the job saves checkpoints; a restarted job resumes from there.",
+        description="Where the job saves checkpoints; a restarted job resumes from there. "
+        "Schemes: file (local backend; with the kubernetes backend only under "
+        "/var/lib/polyculture/), s3, gs, abfs, hdfs.",
     )
     max_attempts: int = Field(
         default=3,
@@ -167,11 +260,8 @@ class Serving(SpecModel):
         }
     )
 
-    import_path: str = Field(
+    import_path: ImportPath = Field(
         alias="importPath",
-        min_length=3,
-        max_length=512,
-        pattern=r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_.]*$",
         description="module:attribute of the Serve application, e.g. serve_app:app.",
     )
     runtime_env: RuntimeEnv | None = Field(default=None, alias="runtimeEnv")
@@ -179,12 +269,10 @@ class Serving(SpecModel):
     max_replicas: int = Field(default=1, ge=1, le=100, alias="maxReplicas")
     gpus_per_replica: int = Field(default=1, ge=1, le=64, alias="gpusPerReplica")
     gpu_class: GPUClassName | None = Field(default=None, alias="gpuClass")
-    min_gpu_memory: Quantity | None = Field(default=None, alias="minGPUMemory")
-    route_prefix: str | None = Field(
+    min_gpu_memory: MemoryQuantity | None = Field(default=None, alias="minGPUMemory")
+    route_prefix: RoutePrefix | None = Field(
         default=None,
         alias="routePrefix",
-        max_length=256,
-        pattern=r"^/([A-Za-z0-9._~-]+(/[A-Za-z0-9._~-]+)*)?$",
         description="HTTP route, e.g. /yoruba-chat; /<namespace>/<name> when omitted.",
     )
     deployment: str = Field(
@@ -227,6 +315,38 @@ class CommunityModelSpec(SpecModel):
     provenance: Provenance | None = None
     training: Training | None = None
     serving: Serving | None = None
+
+
+class ArtifactVerdict(StrEnum):
+    """What the training job's attestations say about a declared artifact."""
+
+    VERIFIED = "verified"
+    MISMATCH = "mismatch"
+    UNVERIFIED = "unverified"
+
+
+class ArtifactProvenance(StatusModel):
+    """A declared artifact and the verdict on what the training job read for it."""
+
+    role: Literal["baseModel", "dataset"]
+    name: str | None = Field(default=None, max_length=253)
+    uri: str = Field(max_length=2048)
+    sha256: str = Field(max_length=64, description="The declared digest.")
+    license: str = Field(max_length=128)
+    verdict: ArtifactVerdict
+    observed_sha256: list[Annotated[str, Field(max_length=64)]] = Field(
+        default_factory=list,
+        alias="observedSHA256",
+        max_length=16,
+        description="Digests the job attested for it other than the declared one.",
+    )
+
+
+class ModelCardRef(StatusModel):
+    """Where the model card is: a ConfigMap in the model's namespace."""
+
+    config_map: str = Field(alias="configMap", max_length=253)
+    generated_at: datetime | None = Field(default=None, alias="generatedAt")
 
 
 class Waiting(StatusModel):
@@ -287,6 +407,18 @@ class CommunityModelStatus(StatusModel):
         alias="preemptedAt",
         description="When the current preemption began: the grace period runs from here.",
     )
+    provenance: list[ArtifactProvenance] = Field(
+        default_factory=list,
+        max_length=65,
+        description="Per declared artifact, what the last training attempt's attestations say.",
+    )
+    provenance_verdict: str | None = Field(
+        default=None,
+        alias="provenanceVerdict",
+        max_length=16,
+        description="Verified, Mismatch, Unverified or Undeclared (the PROVENANCE column).",
+    )
+    model_card: ModelCardRef | None = Field(default=None, alias="modelCard")
     summary: str = Field(
         default="",
         max_length=4096,

@@ -22,6 +22,7 @@ Status layout (written only by the operator)::
                  gpuSecondsProvided}, ...]
       communities: [{name, entitledUnits, allocatedGPUs, allocatedUnits, pendingGPUs,
                      gpuSecondsConsumed}, ...]
+      ledger: {head: <sha256>, entries, updatedAt, namespace, chunks}   # polyculture ledger
       conditions: [{type: Ready, ...}]
 """
 
@@ -40,7 +41,22 @@ from polyculture.api.meta import (
     StatusModel,
     conditions_field,
 )
-from polyculture.api.units import DNS_LABEL_PATTERN, DNSLabel, Duration, GPUClassName, Quantity
+from polyculture.api.units import (
+    DNS_LABEL_PATTERN,
+    LABEL_KEY_MAX,
+    LABEL_KEY_MESSAGE,
+    LABEL_KEY_PATTERN,
+    DNSLabel,
+    Duration,
+    GPUClassName,
+    LabelValue,
+    MemoryQuantity,
+    PositiveDuration,
+    check_keys,
+    checked_string,
+    matches,
+    not_matches,
+)
 from polyculture.api.windows import LendingWindow
 
 KIND = "ComputePool"
@@ -49,7 +65,45 @@ MAX_MEMBERS = 64
 MAX_COMMUNITIES = 64
 MAX_CREDITS = 32
 
-LabelValue = Annotated[str, Field(max_length=63)]
+MAX_SELECTOR_LABELS = 16
+MAX_CLASSES = 32
+MAX_PRODUCTS = 16
+#: a Ray version such as 2.60.0
+RAY_VERSION_PATTERN = r"^[0-9]{1,4}\.[0-9]{1,4}\.[0-9]{1,4}$"
+
+RayVersion = Annotated[
+    str,
+    *checked_string(
+        matches(RAY_VERSION_PATTERN, "must be a Ray version such as 2.60.0"),
+        min_length=5,
+        max_length=14,
+    ),
+]
+Image = Annotated[
+    str,
+    *checked_string(
+        not_matches(r"\s", "must be a container image reference without spaces"),
+        min_length=1,
+        max_length=512,
+    ),
+]
+ProductName = Annotated[
+    str,
+    *checked_string(
+        not_matches(r"^\s*$", "must not be blank"),
+        min_length=1,
+        max_length=128,
+    ),
+]
+
+#: CEL: the normalised weights a GPU may have in this pool (classes, and 1.0 for unlisted)
+_WEIGHTS = (
+    "((has(self.fairShare) && has(self.fairShare.gpuClasses)) ? "
+    "self.fairShare.gpuClasses.map(g, g.weight) : [1.0]) + [1.0]"
+)
+#: CEL: member ``b``'s selector contains every label of member ``a``'s: all of ``a``'s nodes
+#: would be claimed by ``b`` too
+_CONTAINED = "a.nodeSelector.all(k, k in b.nodeSelector && b.nodeSelector[k] == a.nodeSelector[k])"
 
 
 class Member(SpecModel):
@@ -77,18 +131,31 @@ class Member(SpecModel):
     )
 
     owner: DNSLabel = Field(description="The owner's name (DNS-1123 label), unique in the pool.")
-    node_selector: dict[str, LabelValue] = Field(
+    node_selector: Annotated[
+        dict[str, LabelValue], check_keys(LABEL_KEY_PATTERN, LABEL_KEY_MAX, LABEL_KEY_MESSAGE)
+    ] = Field(
         alias="nodeSelector",
         min_length=1,
-        max_length=16,
+        max_length=MAX_SELECTOR_LABELS,
         description="Labels selecting this owner's nodes (all must match); at least one.",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": f"self.all(k, size(k) <= {LABEL_KEY_MAX} && "
+                    f"k.matches(r'{LABEL_KEY_PATTERN}'))",
+                    "message": LABEL_KEY_MESSAGE,
+                    "reason": "FieldValueInvalid",
+                }
+            ]
+        },
     )
     max_gpus: int | None = Field(
         default=None,
         alias="maxGPUs",
-        ge=0,
+        ge=1,
         le=100_000,
-        description="Most GPUs of these nodes the pool may use at once; all when omitted.",
+        description="Most GPUs of these nodes the pool may use at once (at least 1; remove the "
+        "member or set reclaim to lend none); all when omitted.",
     )
     reserved_gpus: int = Field(
         default=0,
@@ -144,9 +211,9 @@ class Community(SpecModel):
     max_gpus: int | None = Field(
         default=None,
         alias="maxGPUs",
-        ge=0,
+        ge=1,
         le=1_000_000,
-        description="Cap in normalised GPU units; no cap when omitted.",
+        description="Cap in normalised GPU units (at least 1); no cap when omitted.",
     )
 
 
@@ -185,10 +252,10 @@ class GPUClass(SpecModel):
 
     name: GPUClassName = Field(description="Class name, e.g. H100, A100, L4.")
     weight: float = Field(gt=0, le=100, description="Normalised units per GPU (H100 = 1.0).")
-    memory: Quantity = Field(description="Memory per GPU, e.g. 80Gi.")
-    products: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(
+    memory: MemoryQuantity = Field(description="Memory per GPU with its unit, e.g. 80Gi.")
+    products: list[ProductName] = Field(
         default_factory=list,
-        max_length=16,
+        max_length=MAX_PRODUCTS,
         description="NVML product names in this class (e.g. 'NVIDIA H100 80GB HBM3'); "
         "the node agent labels nodes with the class they match.",
         json_schema_extra={"x-kubernetes-list-type": "set"},
@@ -197,6 +264,22 @@ class GPUClass(SpecModel):
 
 class FairShare(SpecModel):
     """How shares are computed: the basis, memory of past usage, preemption, GPU classes."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.gpuClasses) || self.gpuClasses.all(a, "
+                    "self.gpuClasses.all(b, a.name == b.name || !has(a.products) || "
+                    "!has(b.products) || !a.products.exists(p, p in b.products)))",
+                    "message": "a GPU product belongs to one class only: two gpuClasses list "
+                    "the same product",
+                    "fieldPath": ".gpuClasses",
+                    "reason": "FieldValueDuplicate",
+                }
+            ]
+        }
+    )
 
     basis: ShareBasis = Field(
         default=ShareBasis.WEIGHT,
@@ -210,7 +293,7 @@ class FairShare(SpecModel):
         le=1,
         description="With basis blend: the part of the weight that comes from contribution.",
     )
-    usage_half_life: Duration = Field(
+    usage_half_life: PositiveDuration = Field(
         default="7d",
         alias="usageHalfLife",
         description="Half-life of remembered usage and contribution (e.g. 7d).",
@@ -219,7 +302,7 @@ class FairShare(SpecModel):
     gpu_classes: list[GPUClass] = Field(
         default_factory=list,
         alias="gpuClasses",
-        max_length=32,
+        max_length=MAX_CLASSES,
         description="GPU classes with normalised weights; unlisted GPUs count 1.0 each.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
@@ -233,17 +316,33 @@ class RayBackend(StrEnum):
 class RaySettings(SpecModel):
     """The Ray version and image every workload cluster runs, and where clusters are made."""
 
-    version: str = Field(
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.image) || !has(self.version) || self.image.contains('@') "
+                    "|| self.image.lastIndexOf(':') <= self.image.lastIndexOf('/') || "
+                    "self.image.substring(self.image.lastIndexOf(':') + 1) == self.version || "
+                    "self.image.substring(self.image.lastIndexOf(':') + 1)"
+                    ".startsWith(self.version + '-')",
+                    "messageExpression": "'the image tag must be the Ray version ' + "
+                    "self.version + ' or start with it (e.g. rayproject/ray:' + self.version + "
+                    "'-py311-gpu): every node and client of a Ray cluster runs one version'",
+                    "fieldPath": ".image",
+                    "reason": "FieldValueInvalid",
+                }
+            ]
+        }
+    )
+
+    version: RayVersion = Field(
         default="2.60.0",
-        max_length=32,
-        pattern=r"^[0-9]+\.[0-9]+\.[0-9]+$",
         description="Ray version of every cluster (all nodes and clients must agree).",
     )
-    image: str = Field(
+    image: Image = Field(
         default="rayproject/ray:2.60.0-py311-gpu",
-        min_length=1,
-        max_length=512,
-        description="Container image of head and workers (backend kubernetes).",
+        description="Container image of head and workers (backend kubernetes); its tag, if "
+        "any, is the version or starts with it (2.60.0-py311-gpu).",
     )
     backend: RayBackend = Field(
         default=RayBackend.KUBERNETES,
@@ -265,7 +364,39 @@ class ComputePoolSpec(SpecModel):
                     "spec.communities",
                     "fieldPath": ".members",
                     "reason": "FieldValueInvalid",
-                }
+                },
+                {
+                    "rule": "self.members.all(a, self.members.all(b, a.owner == b.owner || "
+                    f"!({_CONTAINED})))",
+                    "messageExpression": "'the nodeSelector of member ' + self.members.filter(a, "
+                    f"self.members.exists(b, a.owner != b.owner && {_CONTAINED}))"
+                    ".map(a, a.owner).join(', ') + ' is contained in another member\\'s: both "
+                    "would claim the same nodes; give each owner a label of its own'",
+                    "fieldPath": ".members",
+                    "reason": "FieldValueDuplicate",
+                },
+                {
+                    "rule": "!self.members.all(m, has(m.maxGPUs)) || "
+                    "double(self.communities.map(c, has(c.guaranteedGPUs) ? c.guaranteedGPUs "
+                    ": 0).sum()) <= double(self.members.map(m, m.maxGPUs).sum()) * "
+                    f"({_WEIGHTS}).max()",
+                    "message": "the communities' guaranteedGPUs add up to more than the members "
+                    "could ever lend (the sum of their maxGPUs, in normalised units)",
+                    "fieldPath": ".communities",
+                    "reason": "FieldValueInvalid",
+                },
+                {
+                    "rule": "self.members.all(m, !has(m.reservedGPUs) || m.reservedGPUs == 0 || "
+                    "!has(m.credits) || !m.credits.all(c, self.communities.exists(k, "
+                    "k.name == c && has(k.maxGPUs))) || double(m.reservedGPUs) * "
+                    f"({_WEIGHTS}).min() <= double(self.communities.filter(k, k.name in "
+                    "m.credits).map(k, k.maxGPUs).sum()))",
+                    "message": "a member's reservedGPUs exceed what the communities it credits "
+                    "may ever use (their maxGPUs, in normalised units): the reserve would sit "
+                    "idle",
+                    "fieldPath": ".members",
+                    "reason": "FieldValueInvalid",
+                },
             ]
         }
     )
@@ -292,6 +423,41 @@ class ComputePoolSpec(SpecModel):
         default_factory=FairShare, alias="fairShare", json_schema_extra={"default": {}}
     )
     ray: RaySettings = Field(default_factory=RaySettings, json_schema_extra={"default": {}})
+    provenance: ProvenancePolicy = Field(
+        default_factory=lambda: ProvenancePolicy(), json_schema_extra={"default": {}}
+    )
+    ledger: LedgerSettings = Field(
+        default_factory=lambda: LedgerSettings(), json_schema_extra={"default": {}}
+    )
+
+
+class ProvenancePolicy(SpecModel):
+    """What a model may do when its training read other data than it declares."""
+
+    serve_on_mismatch: bool = Field(
+        default=False,
+        alias="serveOnMismatch",
+        description="true: a model whose training job attested an artifact with another digest "
+        "than declared may still serve; false: it stops at Trained.",
+    )
+
+
+class LedgerSettings(SpecModel):
+    """The pool's hash-chained ledger of GPU-seconds given and used."""
+
+    period: Duration = Field(
+        default="5m", description="How often an entry is appended (at least 10s)."
+    )
+
+
+class LedgerStatus(StatusModel):
+    """Where the ledger stands: its head hash commits to every entry before it."""
+
+    head: str = Field(max_length=64, description="SHA-256 of the last entry.")
+    entries: int = Field(default=0, ge=0)
+    updated_at: datetime | None = Field(default=None, alias="updatedAt")
+    namespace: str = Field(default="", max_length=63, description="Where its chunks are stored.")
+    chunks: int = Field(default=0, ge=0, description="ConfigMaps holding the entries.")
 
 
 class ClassCapacity(StatusModel):
@@ -397,6 +563,7 @@ class ComputePoolStatus(StatusModel):
         alias="usageUpdatedAt",
         description="When the communities' usage was last accrued; the next accrual starts here.",
     )
+    ledger: LedgerStatus | None = None
     conditions: list[Condition] = conditions_field("Ready and other conditions of the pool.")
 
 
