@@ -20,7 +20,7 @@ from polyculture.kube.client import configure
 
 def load_handlers() -> None:
     """Import every handler module: importing registers the handlers with kopf."""
-    from polyculture.handlers import models, nodes, pools, settings  # noqa: F401
+    from polyculture.handlers import admission, models, nodes, pools, settings  # noqa: F401
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -47,6 +47,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--lease-duration", type=int, default=8, help="seconds a Lease lasts unrenewed"
     )
+    parser.add_argument(
+        "--ray-state-dir",
+        default=None,
+        help="state of the local Ray backend's clusters and default checkpoints "
+        "(default: .polyculture/ray)",
+    )
+    parser.add_argument(
+        "--ray-fate-share",
+        action="store_true",
+        help="local Ray clusters die with the operator (demo); by default they outlive it and "
+        "a restarted operator adopts them",
+    )
     parser.add_argument("--verbose", action="store_true")
     return parser.parse_args(argv)
 
@@ -55,6 +67,10 @@ def main(argv: list[str]) -> int:
     args = parse_args(argv)
     if args.kubeconfig:
         os.environ["KUBECONFIG"] = args.kubeconfig
+    if args.ray_state_dir:
+        os.environ["POLYCULTURE_RAY_STATE_DIR"] = args.ray_state_dir
+    if args.ray_fate_share:
+        os.environ["POLYCULTURE_RAY_FATE_SHARE"] = "1"
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",

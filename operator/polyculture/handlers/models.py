@@ -30,10 +30,6 @@ def models_by_pool(*, spec: kopf.Spec, body: kopf.Body, **_: Any) -> dict[str, d
     return {str(spec.get("pool", "")): dict(body)}
 
 
-#: pool name -> what of the pool the verdicts depend on, as last seen
-_POOL_KEYS: dict[str, Any] = {}
-
-
 def _pools(index: kopf.Index[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {name: body for name, store in index.items() for body in store}
 
@@ -65,7 +61,13 @@ def judge_model(*, body: kopf.Body, logger: kopf.Logger, **kwargs: Any) -> None:
 
 @kopf.on.event(GROUP, VERSION, "computepools")
 def rejudge_models_of_pool(
-    *, name: str, type: str | None, body: kopf.Body, logger: kopf.Logger, **kwargs: Any
+    *,
+    name: str,
+    type: str | None,
+    body: kopf.Body,
+    memo: kopf.Memo,
+    logger: kopf.Logger,
+    **kwargs: Any,
 ) -> None:
     """A pool appeared, changed or vanished: judge again the models that name it.
 
@@ -82,9 +84,9 @@ def rejudge_models_of_pool(
             repr([(m.get("owner"), m.get("gpusByClass")) for m in status.get("members") or []]),
         )
     )
-    if _POOL_KEYS.get(name, ()) == key:
+    if getattr(memo, "verdict_key", ()) == key:  # the pool's own memo
         return
-    _POOL_KEYS[name] = key
+    memo.verdict_key = key
     models_index: kopf.Index[str, dict[str, Any]] = kwargs["models_by_pool"]
     if name not in models_index:
         return

@@ -2,8 +2,9 @@
 
 Every ``TICK_S`` the daemon recomputes the status (pure, ``reconcile.pools``) and writes it only
 when it changed, so node changes show within seconds and a quiet pool writes nothing but the
-ledger every ``LEDGER_FLUSH_S``. Pools publish the nodes they claim in ``CLAIMS`` so that a node
-matched by two pools is reported on both and counted in the older one only.
+ledger every ``LEDGER_FLUSH_S``. Pools publish the nodes they claim in ``Claims`` (kopf's memo)
+so that a node matched by two pools is reported on both and counted in the older one only.
+Allocation and the communities' figures are the admission loop's (``handlers.admission``).
 """
 
 from __future__ import annotations
@@ -24,20 +25,45 @@ from polyculture.metrics import forget_pool, record_pool
 from polyculture.reconcile.pools import needs_write, pool_status
 
 TICK_S = 1.0
-
-#: pool name -> (creationTimestamp, name) seniority key and the node names it matches
-CLAIMS: dict[str, tuple[tuple[str, str], frozenset[str]]] = {}
-_CLAIMS_LOCK = threading.Lock()
+#: condition types the pool daemon writes; others (the admission loop's) are carried over
+OWN_CONDITIONS = ("Ready", "Degraded")
 
 
-def _others(name: str, seniority: tuple[str, str]) -> tuple[dict[str, frozenset[str]], ...]:
-    senior: dict[str, frozenset[str]] = {}
-    junior: dict[str, frozenset[str]] = {}
-    with _CLAIMS_LOCK:
-        for other, (key, nodes) in CLAIMS.items():
-            if other != name:
-                (senior if key < seniority else junior)[other] = nodes
-    return senior, junior
+class Claims:
+    """Nodes each pool claims, by pool: (creationTimestamp, name) seniority and node names.
+
+    One object per operator (in kopf's memo), shared by the pools' daemons, so that a node
+    matched by two pools is reported on both and counted in the older one only.
+    """
+
+    def __init__(self) -> None:
+        self._claims: dict[str, tuple[tuple[str, str], frozenset[str]]] = {}
+        self._lock = threading.Lock()
+
+    def set(self, name: str, seniority: tuple[str, str], nodes: frozenset[str]) -> None:
+        with self._lock:
+            self._claims[name] = (seniority, nodes)
+
+    def drop(self, name: str) -> None:
+        with self._lock:
+            self._claims.pop(name, None)
+
+    def others(
+        self, name: str, seniority: tuple[str, str]
+    ) -> tuple[dict[str, frozenset[str]], dict[str, frozenset[str]]]:
+        """Nodes of the pools senior and junior to ``name``."""
+        senior: dict[str, frozenset[str]] = {}
+        junior: dict[str, frozenset[str]] = {}
+        with self._lock:
+            for other, (key, nodes) in self._claims.items():
+                if other != name:
+                    (senior if key < seniority else junior)[other] = nodes
+        return senior, junior
+
+
+@kopf.on.startup()
+def start_claims(memo: kopf.Memo, **_: Any) -> None:
+    memo.claims = Claims()
 
 
 @kopf.daemon(GROUP, VERSION, "computepools", cancellation_timeout=5.0)
@@ -46,9 +72,11 @@ def pool_daemon(
     name: str,
     body: kopf.Body,
     stopped: kopf.DaemonStopped,
+    memo: kopf.Memo,
     logger: kopf.Logger,
     **kwargs: Any,
 ) -> None:
+    claims: Claims = memo.claims
     nodes_index: kopf.Index[str, NodeInfo] = kwargs["nodes_index"]
     seniority = (str(body.metadata.get("creationTimestamp", "")), name)
     last_written: dict[str, Any] | None = None
@@ -62,7 +90,7 @@ def pool_daemon(
                 continue
             now = CLOCK.now()
             previous = last_written if last_written is not None else dict(body.status)
-            senior, junior = _others(name, seniority)
+            senior, junior = claims.others(name, seniority)
             status, inv, changes = pool_status(
                 spec,
                 previous,
@@ -74,8 +102,12 @@ def pool_daemon(
                 pool=name,
             )
             claimed = frozenset(n for m in inv.members for n in m.nodes)
-            with _CLAIMS_LOCK:
-                CLAIMS[name] = (seniority, claimed | _conflicted(inv))
+            claims.set(name, seniority, claimed | _conflicted(inv))
+            status["conditions"] += [
+                c
+                for c in dict(body.status).get("conditions") or []
+                if c.get("type") not in OWN_CONDITIONS
+            ]
             record_pool(name, status)
             if needs_write(previous, status, now):
                 patch_pool_status(name, status)
@@ -91,8 +123,7 @@ def pool_daemon(
                 logger.info(f"pool {name}: {change.message}")
             stopped.wait(TICK_S)
     finally:
-        with _CLAIMS_LOCK:
-            CLAIMS.pop(name, None)
+        claims.drop(name)
         forget_pool(name)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from kubernetes import client
 
@@ -21,9 +21,11 @@ def patch_pool_status(name: str, status: Mapping[str, Any]) -> None:
     )
 
 
-def patch_model_status(namespace: str, name: str, status: Mapping[str, Any]) -> None:
+def patch_model_status(namespace: str, name: str, status: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge ``status`` into the model's status; the stored object as the server returned it."""
     API_WRITES.labels("communitymodels", "status").inc()
-    client.CustomObjectsApi(api_client()).patch_namespaced_custom_object_status(
+    api = client.CustomObjectsApi(api_client())
+    stored = api.patch_namespaced_custom_object_status(
         GROUP,
         VERSION,
         namespace,
@@ -32,3 +34,4 @@ def patch_model_status(namespace: str, name: str, status: Mapping[str, Any]) -> 
         {"status": dict(status)},
         _content_type=MERGE_PATCH,
     )
+    return cast(dict[str, Any], stored)

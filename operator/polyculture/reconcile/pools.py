@@ -140,10 +140,7 @@ def pool_status(
         "ledgerUpdatedAt": format_time(now),
         "conditions": conditions,
     }
-    # keep what other writers own (allocation, communities) untouched
-    for key in ("allocatedGPUs", "communities"):
-        if key in previous:
-            status[key] = previous[key]
+    # allocation, communities and their usage belong to the admission loop: never sent here
     return status, inv, changes
 
 
@@ -206,8 +203,12 @@ def needs_write(old: Mapping[str, Any], new: Mapping[str, Any], now: datetime) -
     return last is None or (now - last).total_seconds() >= LEDGER_FLUSH_S
 
 
+#: status fields the admission loop writes: the pool daemon neither sends nor compares them
+LOOP_FIELDS = ("allocatedGPUs", "communities", "usageUpdatedAt")
+
+
 def _without_ledger(status: Mapping[str, Any]) -> dict[str, Any]:
-    out = {k: v for k, v in status.items() if k != "ledgerUpdatedAt"}
+    out = {k: v for k, v in status.items() if k != "ledgerUpdatedAt" and k not in LOOP_FIELDS}
     out["members"] = [
         {k: v for k, v in m.items() if k != "gpuSecondsProvided"} for m in out.get("members") or []
     ]
