@@ -10,7 +10,7 @@ TRACE  ?= $(SHARED)/traces/philly.csv
 PYTEST_ARGS ?=
 
 .PHONY: help venv control-plane cluster-up cluster-down crds verify lint format typecheck \
-        layers test test-unit bench-pool test-cluster test-ray test-e2e bench simulate gpu-check demo clean
+        layers test test-unit bench-pool bench-operator test-cluster test-ray test-e2e bench simulate gpu-check demo clean
 
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -84,3 +84,6 @@ clean: ## remove the venv and local run state (the binary cache stays)
 
 bench-pool: venv control-plane ## pool reconciliation at 500 nodes / 50 owners on the real control plane
 	$(BIN)/python -m polyculture.controlplane.pool_bench --nodes 500 --owners 50
+
+bench-operator: venv control-plane ## 1,000 models admitted at once on kwok GPU nodes (kubernetes backend)
+	$(BIN)/polyculture bench operator --models 1000

@@ -12,7 +12,8 @@ identity, so a restarted operator finds and adopts what exists instead of duplic
 - ``teardown`` is idempotent and leaves no process of the cluster behind.
 
 The value types are frozen dataclasses; the backends are ``local`` (real Ray processes on
-this machine, :mod:`polyculture.ray.local`) and, later, ``kubernetes``. Nothing here talks
+this machine, :mod:`polyculture.ray.local`) and ``kubernetes`` (Pods,
+:mod:`polyculture.ray.kubernetes`). Nothing here talks
 to Ray: this module imports neither Ray nor Kubernetes, so any layer may use the types.
 """
 
@@ -62,14 +63,15 @@ class WorkloadRef:
 
     ``uid`` is the object's ``metadata.uid`` when known: a model deleted and re-created under
     the same name is a different workload and must not adopt the old cluster or job.
-    ``community`` is descriptive (labels of what a backend creates), not part of the identity:
-    it takes no part in equality, the digest or the names.
+    ``pool`` and ``community`` are descriptive (labels of what a backend creates), not part
+    of the identity: they take no part in equality, the digest or the names.
     """
 
     namespace: str
     name: str
     role: Role = Role.TRAINING
     uid: str = ""
+    pool: str = field(default="", compare=False)
     community: str = field(default="", compare=False)
 
     @property

@@ -8,7 +8,9 @@ The constructor takes what a pool gives: the pool's name, its ``spec.ray``
 ``kubernetes.client.ApiClient`` (default: :func:`polyculture.kube.client.api_client`, the
 operator's). It starts two watches (Pods and Services of this pool's clusters, all
 namespaces) and answers ``find``/``clusters``/``status`` from their indexes, never from a
-list per call; :meth:`KubernetesBackend.close` stops them.
+list per call; :meth:`KubernetesBackend.close` stops them. Without a pool
+(``KubernetesBackend()``) one backend serves every pool: it watches the clusters of all
+pools, labels each cluster with ``WorkloadRef.pool``, and runs the default image.
 
 What a cluster is made of (head Pod, worker Pods, Service, token Secret, all owned by the
 CommunityModel) is built by :mod:`polyculture.ray.manifests`; where it stands is read from
@@ -75,7 +77,7 @@ class KubernetesBackend:
 
     def __init__(
         self,
-        pool: str,
+        pool: str | None = None,
         ray: RaySettings | None = None,
         api: client.ApiClient | None = None,
         *,
@@ -125,7 +127,7 @@ class KubernetesBackend:
         return manifests.RayCluster(
             workload=workload,
             placement=placement,
-            pool=self.pool,
+            pool=workload.pool if self.pool is None else self.pool,
             image=self.image,
             ray_version=self.ray_version,
             size=self.size,

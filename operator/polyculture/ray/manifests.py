@@ -29,7 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from polyculture.ray.backend import (
@@ -176,8 +176,10 @@ def common_labels(spec: RayCluster) -> dict[str, str]:
     return labels
 
 
-def selector(pool: str) -> str:
-    """The label selector of every object of ``pool``'s clusters."""
+def selector(pool: str | None) -> str:
+    """The label selector of every object of ``pool``'s clusters (None: of every pool)."""
+    if pool is None:
+        return f"{MANAGED_BY}={MANAGER}"
     return f"{MANAGED_BY}={MANAGER},{POOL_LABEL}={label_value(pool)}"
 
 
@@ -362,6 +364,7 @@ def workload_annotation(workload: WorkloadRef) -> str:
             "role": workload.role.value,
             "uid": workload.uid,
             "community": workload.community,
+            "pool": workload.pool,
         },
         sort_keys=True,
     )
@@ -388,6 +391,7 @@ def parse_workload(text: str) -> WorkloadRef:
         role=Role(data["role"]),
         uid=data["uid"],
         community=data.get("community", ""),
+        pool=data.get("pool", ""),
     )
 
 
@@ -414,7 +418,7 @@ def pods(spec: RayCluster) -> list[dict[str, Any]]:
         node=first,
         args=head_args(),
         annotations={
-            WORKLOAD_ANNOTATION: workload_annotation(spec.workload),
+            WORKLOAD_ANNOTATION: workload_annotation(replace(spec.workload, pool=spec.pool)),
             PLACEMENT_ANNOTATION: placement_annotation(spec.placement),
         },
     )

@@ -21,6 +21,7 @@ scheduler itself it reads a clock (``time.perf_counter``).
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import random
 import statistics
@@ -207,7 +208,11 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="polyculture bench", description="Benchmark the scheduling core."
     )
-    parser.add_argument("target", choices=["scheduler"], help="what to benchmark")
+    parser.add_argument(
+        "target",
+        choices=["scheduler", *OTHER_TARGETS],
+        help="what to benchmark (`bench operator --help` for the operator's options)",
+    )
     parser.add_argument("--nodes", type=int, default=BASE[0])
     parser.add_argument("--gpus-per-node", type=int, default=BASE[1])
     parser.add_argument("--communities", type=int, default=BASE[2])
@@ -223,7 +228,16 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: other targets, by module (each has ``main(argv)``); imported by name only when asked for,
+#: so that this pure module imports no Kubernetes client
+OTHER_TARGETS = {"operator": "polyculture.controlplane.operator_bench"}
+
+
 def main(argv: list[str]) -> int:
+    if argv and argv[0] in OTHER_TARGETS:
+        other: Any = importlib.import_module(OTHER_TARGETS[argv[0]])
+        code: int = other.main(argv[1:])
+        return code
     args = _parser().parse_args(argv)
     for name in ("nodes", "gpus_per_node", "communities", "cycles"):
         if getattr(args, name) < 1:

@@ -215,6 +215,7 @@ def test_head_pod_whole() -> None:
                         "community": "yoruba",
                         "name": "yoruba-base",
                         "namespace": "yoruba",
+                        "pool": "coop",
                         "role": "training",
                         "uid": UID,
                     },
@@ -342,6 +343,7 @@ def test_annotations_round_trip_for_adoption() -> None:
     head = pods(spec(THREE_NODES))[0]["metadata"]["annotations"]
     assert parse_workload(head["polyculture.dev/workload"]) == WORKLOAD
     assert parse_workload(head["polyculture.dev/workload"]).community == "yoruba"
+    assert parse_workload(head["polyculture.dev/workload"]).pool == "coop"
     assert parse_placement(head["polyculture.dev/placement"]) == THREE_NODES
 
 
@@ -384,6 +386,7 @@ def test_pod_size_and_selector() -> None:
         "nvidia.com/gpu": "4",
     }
     assert selector("coop") == "app.kubernetes.io/managed-by=polyculture,polyculture.dev/pool=coop"
+    assert selector(None) == "app.kubernetes.io/managed-by=polyculture"
 
 
 def test_a_workload_without_uid_is_refused() -> None:

@@ -1,0 +1,330 @@
+"""``polyculture bench operator`` (``make bench-operator``): admission at scale, real control plane.
+
+    polyculture bench operator --models 1000 [--gpus-per-node 8] [--communities 3] [--json]
+
+Starts a fresh local control plane (kwok plays the kubelets, the real kube-scheduler binds)
+and the operator process, declares one pool on the ``kubernetes`` Ray backend with enough kwok
+GPU nodes for every model, creates ``--models`` single-GPU training models at once (spread
+over ``--communities`` namespaces, sent by ``--senders`` threads) and measures, from the
+moment each create is sent:
+
+- ``admit_latency_p50_s`` / ``admit_latency_p99_s``: until the operator has written the
+  admission (``status.admission.admittedAt``, phase ``Admitted`` or later) — seen through a
+  watch of the models, not by polling;
+- ``admissions_per_s``: models admitted per second, from the first create sent to the last
+  admission seen;
+- ``pods_bound_p50_s`` / ``pods_bound_p99_s``: until every Pod of the model's Ray cluster is
+  bound by the kube-scheduler (``spec.nodeName``), seen through a watch of the Pods;
+- ``operator_rss_mb``: the operator's peak resident memory (``VmHWM``);
+- ``api_requests_per_admission``: requests the API server counted
+  (``apiserver_request_total``, every verb but WATCH) on ``polyculture.dev`` objects and on
+  Pods/Services/Secrets (writes and Secret reads; the scheduler's bindings and kwok's status
+  updates are subresources and not counted), less the benchmark's own, per admitted model;
+- ``cycle_s_mean`` / ``cycles``: the admission loop's scheduling cycles
+  (``polyculture_scheduler_cycle_duration_seconds`` of the operator's metrics).
+
+Nothing runs in a container on a kwok node, so a cluster never becomes Ready; the measured
+path ends at "Pods bound". This is a measuring tool (it reads clocks); it is not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kubernetes import client, config, watch
+
+from polyculture.controlplane.nodes import create_gpu_node
+from polyculture.controlplane.operator import OperatorProcess
+from polyculture.controlplane.runner import ControlPlane, free_port
+from polyculture.controlplane.waiting import wait_for
+
+GROUP, VERSION = "polyculture.dev", "v1alpha1"
+REPO = Path(__file__).resolve().parents[3]
+ADMITTED_PHASES = frozenset({"Admitted", "Training", "Trained", "Serving"})
+OWNED_RESOURCES = frozenset({"pods", "services", "secrets"})
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The nearest-rank ``q`` percentile (0 < q <= 100) of ``values``."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+
+
+def _proc_kib(pid: int, field: str) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return float(line.split()[1])
+    return 0.0
+
+
+def operator_requests(metrics_text: str) -> int:
+    """Requests the operator's kind of traffic makes, from ``apiserver_request_total``."""
+    total = 0
+    for line in metrics_text.splitlines():
+        if not line.startswith("apiserver_request_total{"):
+            continue
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}", 1)[0]))
+        value = float(line.rsplit(" ", 1)[1])
+        if labels.get("verb") == "WATCH":
+            continue
+        if labels.get("group") == GROUP or (
+            labels.get("resource") in OWNED_RESOURCES
+            and not labels.get("subresource")
+            and (labels.get("verb") in {"POST", "DELETE"} or labels.get("resource") == "secrets")
+        ):
+            total += int(value)
+    return total
+
+
+def operator_metric(port: int, name: str) -> float:
+    """The sum of a metric's samples on the operator's /metrics (0 when absent)."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    pattern = rf"^{re.escape(name)}(?:\{{[^}}]*\}})? (\S+)$"
+    return sum(float(m.group(1)) for m in re.finditer(pattern, text, re.M))
+
+
+class Seen:
+    """First time (monotonic) something was seen per key, filled by a watch thread."""
+
+    def __init__(self) -> None:
+        self.times: dict[str, float] = {}
+        self.lock = threading.Lock()
+
+    def mark(self, key: str) -> None:
+        with self.lock:
+            self.times.setdefault(key, time.monotonic())
+
+    def count(self) -> int:
+        with self.lock:
+            return len(self.times)
+
+
+def follow(
+    stop: threading.Event,
+    list_all: Callable[..., Any],
+    on_event: Callable[[dict[str, Any]], None],
+    **kwargs: Any,
+) -> threading.Thread:
+    """A thread that streams a watch of ``list_all`` into ``on_event`` until ``stop``."""
+
+    def run() -> None:
+        while not stop.is_set():
+            w = watch.Watch()  # type: ignore[no-untyped-call]
+            try:
+                for event in w.stream(list_all, timeout_seconds=5, **kwargs):  # type: ignore[no-untyped-call]
+                    on_event(event["raw_object"])
+                    if stop.is_set():
+                        break
+            except Exception:  # a dropped watch: start another
+                time.sleep(0.2)
+            finally:
+                w.stop()  # type: ignore[no-untyped-call]
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def model_body(name: str, pool: str, community: str) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "CommunityModel",
+        "metadata": {"name": name},
+        "spec": {
+            "pool": pool,
+            "community": community,
+            "training": {"entrypoint": "python train.py", "workers": 1, "gpusPerWorker": 1},
+        },
+    }
+
+
+def run(
+    models: int, gpus_per_node: int, communities: int, senders: int, timeout_s: float
+) -> dict[str, Any]:
+    nodes = math.ceil(models / gpus_per_node) + 1
+    owners = max(1, nodes // 10)
+    with (
+        tempfile.TemporaryDirectory(prefix="pc-opbench-") as tmp,
+        ControlPlane(run_dir=Path(tmp) / "cp") as cp,
+    ):
+        cp.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+        cp.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+        api = config.new_client_from_config(config_file=str(cp.kubeconfig))  # type: ignore[no-untyped-call]
+        api.configuration.connection_pool_maxsize = senders + 4
+        objs, core = client.CustomObjectsApi(api), client.CoreV1Api(api)
+        names = [f"community-{i}" for i in range(communities)]
+        for name in names:
+            core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+        owner_names = [f"owner-{i:02d}" for i in range(owners)]
+        with ThreadPoolExecutor(senders) as pool_of_senders:
+            list(
+                pool_of_senders.map(
+                    lambda i: create_gpu_node(
+                        api, f"gpu-{i:04d}", owner_names[i % owners], gpus_per_node
+                    ),
+                    range(nodes),
+                )
+            )
+        pool = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "ComputePool",
+            "metadata": {"name": "bench"},
+            "spec": {
+                "members": [
+                    {"owner": o, "nodeSelector": {"polyculture.dev/owner": o}} for o in owner_names
+                ],
+                "communities": [{"name": n} for n in names],
+                "ray": {"backend": "kubernetes"},
+            },
+        }
+        objs.create_cluster_custom_object(GROUP, VERSION, "computepools", pool)
+        port = free_port()
+        op = OperatorProcess(cp.kubeconfig, Path(tmp), ("--metrics-port", str(port)))
+        op.start()
+        stop = threading.Event()
+        try:
+
+            def pool_ready() -> bool:
+                got: Any = objs.get_cluster_custom_object(GROUP, VERSION, "computepools", "bench")
+                return bool((got.get("status") or {}).get("totalGPUs") == nodes * gpus_per_node)
+
+            wait_for(pool_ready, 300, f"pool status counts {nodes} nodes\n{op.log_tail()}", 0.5)
+
+            admitted, bound = Seen(), Seen()
+
+            def on_model(obj: dict[str, Any]) -> None:
+                status = obj.get("status") or {}
+                if status.get("phase") in ADMITTED_PHASES or (status.get("admission") or {}).get(
+                    "admittedAt"
+                ):
+                    admitted.mark(f"{obj['metadata']['namespace']}/{obj['metadata']['name']}")
+
+            def on_pod(obj: dict[str, Any]) -> None:
+                labels = obj["metadata"].get("labels") or {}
+                if (obj.get("spec") or {}).get("nodeName") and labels.get(
+                    "app.kubernetes.io/component"
+                ) == "head":  # single-GPU models: the head is the only Pod
+                    model = labels.get("polyculture.dev/model", "")
+                    bound.mark(f"{obj['metadata']['namespace']}/{model}")
+
+            follow(
+                stop,
+                objs.list_cluster_custom_object,
+                on_model,
+                group=GROUP,
+                version=VERSION,
+                plural="communitymodels",
+            )
+            follow(
+                stop,
+                core.list_pod_for_all_namespaces,
+                on_pod,
+                label_selector="app.kubernetes.io/managed-by=polyculture",
+            )
+            before_requests = operator_requests(cp.get("/metrics")[1].decode())
+            before_cycles = operator_metric(
+                port, "polyculture_scheduler_cycle_duration_seconds_count"
+            )
+            before_cycle_s = operator_metric(
+                port, "polyculture_scheduler_cycle_duration_seconds_sum"
+            )
+
+            sent: dict[str, float] = {}
+            keys = [(names[i % communities], f"m-{i:05d}") for i in range(models)]
+
+            def send(key: tuple[str, str]) -> None:
+                namespace, name = key
+                sent[f"{namespace}/{name}"] = time.monotonic()
+                objs.create_namespaced_custom_object(
+                    GROUP,
+                    VERSION,
+                    namespace,
+                    "communitymodels",
+                    model_body(name, "bench", namespace),
+                )
+
+            start = time.monotonic()
+            with ThreadPoolExecutor(senders) as pool_of_senders:
+                list(pool_of_senders.map(send, keys))
+            sent_s = time.monotonic() - start
+            peak_rss_kib = 0.0
+            deadline = start + timeout_s
+            while time.monotonic() < deadline and (
+                admitted.count() < models or bound.count() < models
+            ):
+                if op.proc is not None:
+                    peak_rss_kib = max(peak_rss_kib, _proc_kib(op.proc.pid, "VmHWM"))
+                time.sleep(0.5)
+            if op.proc is not None:
+                peak_rss_kib = max(peak_rss_kib, _proc_kib(op.proc.pid, "VmHWM"))
+            requests = operator_requests(cp.get("/metrics")[1].decode()) - before_requests
+            requests -= models  # the benchmark's own creates
+            cycles = operator_metric(port, "polyculture_scheduler_cycle_duration_seconds_count")
+            cycle_s = operator_metric(port, "polyculture_scheduler_cycle_duration_seconds_sum")
+        finally:
+            stop.set()
+            op.stop()
+    admit = [admitted.times[k] - sent[k] for k in sent if k in admitted.times]
+    pods = [bound.times[k] - sent[k] for k in sent if k in bound.times]
+    last_admission = max(admitted.times.values(), default=start)
+    n_cycles = cycles - before_cycles
+    return {
+        "models": models,
+        "nodes": nodes,
+        "gpus_per_node": gpus_per_node,
+        "communities": communities,
+        "sent_s": round(sent_s, 2),
+        "admitted": len(admit),
+        "admissions_per_s": round(len(admit) / max(1e-9, last_admission - start), 1),
+        "admit_latency_p50_s": round(statistics.median(admit), 2) if admit else None,
+        "admit_latency_p99_s": round(percentile(admit, 99), 2) if admit else None,
+        "pods_bound": len(pods),
+        "pods_bound_p50_s": round(statistics.median(pods), 2) if pods else None,
+        "pods_bound_p99_s": round(percentile(pods, 99), 2) if pods else None,
+        "operator_rss_mb": round(peak_rss_kib / 1024, 1),
+        "api_requests_per_admission": round(requests / max(1, len(admit)), 2),
+        "cycles": int(n_cycles),
+        "cycle_s_mean": round((cycle_s - before_cycle_s) / n_cycles, 4) if n_cycles else None,
+    }
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="polyculture bench operator",
+        description="Admit N single-GPU models on kwok GPU nodes; print the rates and latencies.",
+    )
+    parser.add_argument("--models", type=int, default=1000)
+    parser.add_argument("--gpus-per-node", type=int, default=8)
+    parser.add_argument("--communities", type=int, default=3)
+    parser.add_argument("--senders", type=int, default=8, help="threads sending the creates")
+    parser.add_argument("--timeout", type=float, default=600, help="seconds to wait, at most")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    for name in ("models", "gpus_per_node", "communities", "senders"):
+        if getattr(args, name) < 1:
+            print(
+                f"polyculture bench operator: --{name.replace('_', '-')} must be >= 1",
+                file=sys.stderr,
+            )
+            return 2
+    result = run(args.models, args.gpus_per_node, args.communities, args.senders, args.timeout)
+    print(json.dumps(result) if args.json else yaml.safe_dump(result, sort_keys=False))
+    return 0 if result["admitted"] == args.models and result["pods_bound"] == args.models else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
