@@ -10,7 +10,8 @@ TRACE  ?= $(SHARED)/traces/philly.csv
 PYTEST_ARGS ?=
 
 .PHONY: help venv control-plane cluster-up cluster-down crds verify lint format typecheck \
-        layers test test-unit bench-pool bench-operator test-cluster test-ray test-e2e bench simulate gpu-check demo clean
+        layers test test-unit bench-pool bench-operator test-cluster test-ray test-e2e bench simulate gpu-check demo clean \
+        image prometheus
 
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -61,10 +62,10 @@ test-cluster: venv control-plane ## cluster tier: real control plane on loopback
 test-ray: venv ## ray tier: real local Ray clusters
 	$(BIN)/pytest tests/ray $(PYTEST_ARGS)
 
-test-e2e: venv control-plane ## end-to-end tier: operator + control plane + Ray
+test-e2e: venv control-plane prometheus ## end-to-end tier: operator + control plane + Ray
 	$(BIN)/pytest tests/e2e $(PYTEST_ARGS)
 
-test: venv control-plane verify ## every tier (unit, cluster, ray, e2e; gpu when NVML is present)
+test: venv control-plane prometheus verify ## every tier (unit, cluster, ray, e2e; gpu when NVML is present)
 	$(BIN)/pytest tests $(PYTEST_ARGS)
 
 bench: venv ## scheduler benchmark at the standard sizes
@@ -78,6 +79,12 @@ gpu-check: venv ## run the node agent's NVML discovery once and print its JSON
 
 demo: venv control-plane ## the embedded demo: control plane, fake GPU nodes, pool, models, operator
 	$(BIN)/polyculture demo
+
+image: venv ## build the operator image as an OCI archive (no container engine); prints path, digest
+	$(BIN)/python hack/build_image.py
+
+prometheus: ## Prometheus and promtool from Debian's package, unpacked into the cache
+	bash hack/fetch-prometheus.sh
 
 clean: ## remove the venv and local run state (the binary cache stays)
 	rm -rf $(VENV) .polyculture out .pytest_cache .mypy_cache .ruff_cache
