@@ -1,7 +1,9 @@
 """The operator (``polyculture run``) as a child process: for tests and the demo.
 
 Restartable, dies with its starter, logs to ``<run_dir>/operator.log``, and carries a movable
-clock: ``POLYCULTURE_CLOCK_FILE`` holds seconds added to the operator's wall clock.
+clock: ``POLYCULTURE_CLOCK_FILE`` holds seconds added to the operator's wall clock. Its local
+Ray clusters live under ``<run_dir>/ray`` and outlive a restart or a SIGKILL (the restarted
+operator adopts them); :meth:`OperatorProcess.stop` tears down whatever is left.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ class OperatorProcess:
         self.clock_file = run_dir / "clock-offset"
         self.clock_file.write_text("0")
         self.log = run_dir / "operator.log"
+        self.ray_state_dir = run_dir / "ray"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -39,6 +42,8 @@ class OperatorProcess:
                     "run",
                     "--kubeconfig",
                     str(self.kubeconfig),
+                    "--ray-state-dir",
+                    str(self.ray_state_dir),
                     *self.extra_args,
                 ],
                 stdout=log,
@@ -47,7 +52,30 @@ class OperatorProcess:
                 preexec_fn=die_with_parent,
             )
 
-    def stop(self) -> None:
+    def stop(self, keep_clusters: bool = False) -> None:
+        """Stop the operator (SIGINT, then SIGKILL after 20 s) and, unless ``keep_clusters``,
+        tear down the Ray clusters it left."""
+        self._stop()
+        if not keep_clusters:
+            self.teardown_clusters()
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup of any kind, as a crash would leave things."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def teardown_clusters(self) -> None:
+        if not self.ray_state_dir.exists():
+            return
+        from polyculture.ray.local import LocalBackend
+
+        backend = LocalBackend(self.ray_state_dir)
+        for cluster in backend.clusters():
+            backend.teardown(cluster)
+
+    def _stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
             try:
@@ -58,7 +86,8 @@ class OperatorProcess:
         self.proc = None
 
     def restart(self) -> None:
-        self.stop()
+        """Stop and start again; the Ray clusters stay for the new process to adopt."""
+        self.stop(keep_clusters=True)
         self.start()
 
     def move_clock(self, seconds: float) -> None:
