@@ -10,12 +10,13 @@ visible at once; an older ``resourceVersion`` never replaces a newer one.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Callable
 from typing import Any
 
-from kubernetes import client, watch
+from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,6 @@ class WatchIndex:
 
     def __init__(
         self,
-        api: client.ApiClient,
         list_all: Callable[..., Any],
         *,
         label_selector: str,
@@ -46,7 +46,6 @@ class WatchIndex:
         kind: str,
         watch_timeout_s: int = 300,
     ) -> None:
-        self._api = api
         self._list_all = list_all
         self.label_selector = label_selector
         self.group_label = group_label
@@ -130,10 +129,11 @@ class WatchIndex:
             self._thread.join(timeout=5)
 
     def _relist(self) -> str:
-        listed = self._list_all(label_selector=self.label_selector)
+        # raw JSON: the client's model classes cost more than the whole index
+        response = self._list_all(label_selector=self.label_selector, _preload_content=False)
+        listed = json.loads(response.data)
         self.lists += 1
-        sanitize = self._api.sanitize_for_serialization
-        items = [sanitize(o) for o in listed.items]  # type: ignore[no-untyped-call]
+        items: list[dict[str, Any]] = listed.get("items") or []
         for item in items:  # list items carry no kind
             item.setdefault("kind", self.kind)
         fresh = {(o["metadata"].get("namespace") or "", o["metadata"]["name"]): o for o in items}
@@ -144,7 +144,7 @@ class WatchIndex:
                 group = (obj["metadata"].get("labels") or {}).get(self.group_label, "")
                 self._groups.setdefault(group, set()).add(key)
         self._synced.set()
-        return str(listed.metadata.resource_version)
+        return str(listed["metadata"]["resourceVersion"])
 
     def _run(self) -> None:
         version: str | None = None
@@ -159,11 +159,9 @@ class WatchIndex:
                     resource_version=version,
                     timeout_seconds=self.watch_timeout_s,
                     allow_watch_bookmarks=True,
+                    deserialize=False,
                 ):
-                    kind, raw = event["type"], event["raw_object"]
-                    if kind == "ERROR":
-                        version = None  # 410 Gone: the version expired, list again
-                        break
+                    kind, raw = event["type"], event["object"]
                     version = raw["metadata"].get("resourceVersion") or version
                     if kind != "BOOKMARK":
                         self.apply(kind, raw)
@@ -174,9 +172,9 @@ class WatchIndex:
                 log.warning("%s watch failed (%s); listing again", self.kind, error.reason)
                 version = None
                 self._stopped.wait(1.0)
-            except Exception:  # a dropped connection or a bad event: never stop indexing
+            except Exception as error:  # a dropped connection, an expired version (410)
                 if self._stopped.is_set():
                     return
-                log.exception("%s watch broke; listing again", self.kind)
+                log.warning("%s watch ended (%r); listing again", self.kind, error)
                 version = None
                 self._stopped.wait(1.0)

@@ -102,14 +102,12 @@ class KubernetesBackend:
         core = client.CoreV1Api(self.api)
         selector = manifests.selector(pool)
         self.pods = WatchIndex(
-            self.api,
             core.list_pod_for_all_namespaces,
             label_selector=selector,
             group_label=manifests.CLUSTER_LABEL,
             kind="Pod",
         ).start()
         self.services = WatchIndex(
-            self.api,
             core.list_service_for_all_namespaces,
             label_selector=selector,
             group_label=manifests.CLUSTER_LABEL,
