@@ -20,6 +20,7 @@ COMMANDS: Final[dict[str, tuple[str, str]]] = {
     "agent": ("polyculture.agent.cli", "node agent: read GPUs with NVML, label the Node"),
     "cluster": ("polyculture.controlplane.cli", "start/stop the local control plane (up|down)"),
     "demo": ("polyculture.demo", "the embedded demo: control plane, pool, models, operator"),
+    "status": ("polyculture.statusview", "live view of pools, communities, models, the ledger"),
 }
 
 
@@ -35,6 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in {"-h", "--help", "help"}:
         print(usage())
+        return 0
+    if args[0] == "--version":
+        from polyculture import __version__
+
+        print(f"polyculture {__version__}")
         return 0
     command, rest = args[0], args[1:]
     if command not in COMMANDS:
