@@ -8,6 +8,10 @@ list means the model may be queued. The function is pure: the caller passes the 
 Reasons:
 
 - ``PoolNotFound``: ``spec.pool`` names no ComputePool.
+- ``PoolInvalid``: the pool exists but cannot be used (its ``Valid`` condition says why;
+  ``polyculture.api.pool_validity``).
+- ``CheckpointUnsupported``: the pool's Ray backend cannot write ``checkpointURI``
+  (``polyculture.api.checkpoints``).
 - ``CommunityNotAdmitted``: the model's community is not in the pool's ``communities``.
 - ``NeverFits``: a worker or replica needs more GPUs than any one node of an eligible class
   has, the gang needs more GPUs of one class than the pool has, the gang exceeds the
@@ -22,11 +26,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from polyculture.api.checkpoints import checkpoint_problem
 from polyculture.api.community_model import CommunityModel, Serving, Training
 from polyculture.api.compute_pool import ComputePool, GPUClass
 from polyculture.api.units import parse_quantity
 
 POOL_NOT_FOUND = "PoolNotFound"
+POOL_INVALID = "PoolInvalid"
+CHECKPOINT_UNSUPPORTED = "CheckpointUnsupported"
 COMMUNITY_NOT_ADMITTED = "CommunityNotAdmitted"
 NEVER_FITS = "NeverFits"
 
@@ -38,6 +45,18 @@ class Problem:
     reason: str
     message: str
     field: str
+
+
+class KnownPools(dict[str, ComputePool]):
+    """The usable pools by name; ``invalid`` says, by name, why each other pool is unusable."""
+
+    def __init__(
+        self,
+        usable: Mapping[str, ComputePool] | None = None,
+        invalid: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(usable or {})
+        self.invalid: dict[str, str] = dict(invalid or {})
 
 
 def community_of(model: CommunityModel, namespace: str) -> str:
@@ -143,6 +162,16 @@ def _stage_problems(
 def judge(model: CommunityModel, namespace: str, pools: Mapping[str, ComputePool]) -> list[Problem]:
     """Every reason why ``model`` (in ``namespace``) can never be admitted; ``[]`` if none."""
     pool = pools.get(model.spec.pool)
+    why = pools.invalid.get(model.spec.pool) if isinstance(pools, KnownPools) else None
+    if pool is None and why is not None:
+        return [
+            Problem(
+                POOL_INVALID,
+                f"ComputePool {model.spec.pool} is not valid ({why}); the model waits until "
+                "the pool is fixed",
+                "spec.pool",
+            )
+        ]
     if pool is None:
         return [
             Problem(
@@ -164,6 +193,11 @@ def judge(model: CommunityModel, namespace: str, pools: Mapping[str, ComputePool
             )
         ]
     problems: list[Problem] = []
+    training = model.spec.training
+    if training is not None and training.checkpoint_uri is not None:
+        why = checkpoint_problem(training.checkpoint_uri, pool.spec.ray.backend)
+        if why is not None:
+            problems.append(Problem(CHECKPOINT_UNSUPPORTED, why, "spec.training.checkpointURI"))
     if model.spec.training is not None:
         problems += _stage_problems(model.spec.training, "spec.training", pool, community)
     if model.spec.serving is not None:

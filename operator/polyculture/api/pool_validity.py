@@ -28,9 +28,10 @@ from typing import Any, Final
 
 from pydantic import ValidationError
 
-from polyculture.api.admissibility import Problem
-from polyculture.api.compute_pool import ComputePool, ComputePoolSpec, Member
+from polyculture.api.admissibility import KnownPools, Problem
+from polyculture.api.compute_pool import ComputePool, ComputePoolSpec, ComputePoolStatus, Member
 from polyculture.api.gpu_products import same_product
+from polyculture.api.meta import ObjectMeta
 from polyculture.api.windows import CLOCK_END_PATTERN, CLOCK_PATTERN, LendingWindow, Weekday
 
 SPEC_INVALID: Final = "SpecInvalid"
@@ -68,37 +69,52 @@ def validation_problems(error: ValidationError, prefix: str = "") -> list[Proble
     return problems
 
 
+#: at most this many problems are reported (a broken spec can have hundreds)
+MAX_PROBLEMS: Final = 10
+
+
+def judge_spec(spec: Any) -> tuple[ComputePoolSpec | None, tuple[Problem, ...]]:
+    """Judge a pool's ``spec`` as stored (any JSON): the parsed spec, or the problems."""
+    try:
+        parsed = ComputePoolSpec.model_validate(spec)
+    except ValidationError as error:
+        return None, tuple(validation_problems(error, "spec")[:MAX_PROBLEMS])
+    problems = spec_problems(parsed)
+    return (None, tuple(problems[:MAX_PROBLEMS])) if problems else (parsed, ())
+
+
 def judge_pool(body: Any) -> PoolJudgement:
     """Judge a ComputePool body as stored (any JSON): usable, or why not. Never raises."""
     if not isinstance(body, Mapping):
         return PoolJudgement(None, (Problem(SPEC_INVALID, "is not an object", "spec"),))
+    spec, problems = judge_spec(body.get("spec"))
+    if spec is None:
+        return PoolJudgement(None, problems)
     try:
-        pool = ComputePool.model_validate({k: v for k, v in body.items() if k != "status"})
+        metadata = ObjectMeta.model_validate(body.get("metadata") or {})
     except ValidationError as error:
-        return PoolJudgement(None, tuple(validation_problems(error)[:10]))
-    problems = spec_problems(pool.spec)
-    if problems:
-        return PoolJudgement(None, tuple(problems))
+        return PoolJudgement(None, tuple(validation_problems(error, "metadata")[:MAX_PROBLEMS]))
     try:  # the status is the operator's own: a bad one is dropped, never a reason
-        pool.status = ComputePool.model_validate(dict(body)).status
+        status: ComputePoolStatus | None = ComputePoolStatus.model_validate(
+            body.get("status") or {}
+        )
     except ValidationError:
-        pool.status = None
+        status = None
+    pool = ComputePool(metadata=metadata, spec=spec, status=status)
     return PoolJudgement(pool)
 
 
-def judge_pools(
-    bodies: Mapping[str, Any],
-) -> tuple[dict[str, ComputePool], dict[str, PoolJudgement]]:
-    """The usable pools by name, and the judgements of the others."""
+def judge_pools(bodies: Mapping[str, Any]) -> KnownPools:
+    """The usable pools by name; ``invalid`` holds why each other pool cannot be used."""
     usable: dict[str, ComputePool] = {}
-    unusable: dict[str, PoolJudgement] = {}
+    invalid: dict[str, str] = {}
     for name, body in bodies.items():
         judgement = judge_pool(body)
         if judgement.pool is not None and judgement.valid:
             usable[name] = judgement.pool
         else:
-            unusable[name] = judgement
-    return usable, unusable
+            invalid[name] = judgement.summary()
+    return KnownPools(usable, invalid)
 
 
 def spec_problems(spec: ComputePoolSpec) -> list[Problem]:

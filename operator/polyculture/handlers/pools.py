@@ -13,20 +13,27 @@ import threading
 from typing import Any
 
 import kopf
-from pydantic import ValidationError
 
-from polyculture.api.compute_pool import ComputePoolSpec
+from polyculture.api.admissibility import Problem
 from polyculture.api.meta import GROUP, VERSION
+from polyculture.api.pool_validity import judge_spec
 from polyculture.handlers.clock import CLOCK
 from polyculture.handlers.nodes import current_nodes
 from polyculture.inventory import NodeInfo, PoolInventory
 from polyculture.kube.status import patch_pool_status
 from polyculture.metrics import forget_pool, record_pool
-from polyculture.reconcile.pools import needs_write, pool_status
+from polyculture.reconcile.conditions import find_condition
+from polyculture.reconcile.pools import (
+    VALID,
+    invalid_status,
+    needs_write,
+    pool_status,
+    valid_condition,
+)
 
 TICK_S = 1.0
 #: condition types the pool daemon writes; others (the admission loop's) are carried over
-OWN_CONDITIONS = ("Ready", "Degraded")
+OWN_CONDITIONS = ("Ready", "Degraded", VALID)
 
 
 class Claims:
@@ -82,11 +89,10 @@ def pool_daemon(
     last_written: dict[str, Any] | None = None
     try:
         while not stopped:
-            try:
-                spec = ComputePoolSpec.model_validate(dict(body.spec))
-            except ValidationError as err:  # the schema should have caught it; never crash
-                logger.error(f"pool {name}: spec does not parse: {err}")
-                stopped.wait(10)
+            spec, problems = judge_spec(dict(body).get("spec"))
+            if spec is None:  # stored bad (older schema, unvalidated client): report, go on
+                last_written = _report_invalid(name, body, problems, last_written, logger)
+                stopped.wait(TICK_S)
                 continue
             now = CLOCK.now()
             previous = last_written if last_written is not None else dict(body.status)
@@ -104,9 +110,12 @@ def pool_daemon(
             claimed = frozenset(n for m in inv.members for n in m.nodes)
             claims.set(name, seniority, claimed | _conflicted(inv))
             status["conditions"] += [
-                c
-                for c in dict(body.status).get("conditions") or []
-                if c.get("type") not in OWN_CONDITIONS
+                valid_condition(previous, now, body.metadata.get("generation")),
+                *[
+                    c
+                    for c in dict(body.status).get("conditions") or []
+                    if c.get("type") not in OWN_CONDITIONS
+                ],
             ]
             record_pool(name, status)
             if needs_write(previous, status, now):
@@ -125,6 +134,28 @@ def pool_daemon(
     finally:
         claims.drop(name)
         forget_pool(name)
+
+
+def _report_invalid(
+    name: str,
+    body: kopf.Body,
+    problems: tuple[Problem, ...],
+    last_written: dict[str, Any] | None,
+    logger: kopf.Logger,
+) -> dict[str, Any] | None:
+    """Valid=False and one Event when the verdict is new; the status written, if any."""
+    previous = last_written if last_written is not None else dict(body.status)
+    message = "; ".join(f"{p.field}: {p.message}" for p in problems)
+    old = find_condition(previous, VALID)
+    if (old.get("status"), old.get("message")) == ("False", message):
+        return last_written
+    status = invalid_status(
+        previous, problems[0].reason, message, CLOCK.now(), body.metadata.get("generation")
+    )
+    patch_pool_status(name, status)
+    kopf.event(body, type="Warning", reason=problems[0].reason, message=message[:1024])
+    logger.warning(f"pool {name} is not valid: {message}")
+    return {**previous, **status}
 
 
 def _conflicted(inv: PoolInventory) -> frozenset[str]:

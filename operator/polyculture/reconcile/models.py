@@ -16,9 +16,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from polyculture.api.admissibility import Problem, community_of, judge
+from polyculture.api.admissibility import KnownPools, Problem, community_of, judge
 from polyculture.api.community_model import CommunityModel, CommunityModelStatus, Phase
 from polyculture.api.compute_pool import ComputePool
+from polyculture.api.pool_validity import judge_pools
 from polyculture.reconcile.conditions import condition as make_condition
 from polyculture.reconcile.conditions import find_condition, format_time
 
@@ -35,15 +36,10 @@ class Verdict:
     events: tuple[Problem, ...]
 
 
-def parse_pools(bodies: Mapping[str, Mapping[str, Any]]) -> dict[str, ComputePool]:
-    """Pools that parse; one that does not is treated as absent (and logged by the caller)."""
-    out: dict[str, ComputePool] = {}
-    for name, body in bodies.items():
-        try:
-            out[name] = ComputePool.model_validate(dict(body))
-        except ValidationError:
-            continue
-    return out
+def parse_pools(bodies: Mapping[str, Mapping[str, Any]]) -> KnownPools:
+    """The usable pools; one that is not (``judge_pool``) is kept in ``invalid`` with why, so
+    that its models are Invalid with reason ``PoolInvalid`` and every other pool is judged."""
+    return judge_pools(bodies)
 
 
 def verdict(body: Mapping[str, Any], pools: Mapping[str, ComputePool], now: datetime) -> Verdict:

@@ -213,3 +213,23 @@ def _without_ledger(status: Mapping[str, Any]) -> dict[str, Any]:
         {k: v for k, v in m.items() if k != "gpuSecondsProvided"} for m in out.get("members") or []
     ]
     return out
+
+
+VALID = "Valid"
+
+
+def valid_condition(
+    previous: Mapping[str, Any], now: datetime, generation: int | None
+) -> dict[str, Any]:
+    """``Valid=True``: the spec parses and its fields agree (``api.pool_validity``)."""
+    return condition(previous, VALID, "True", "Accepted", "the spec is valid", now, generation)
+
+
+def invalid_status(
+    previous: Mapping[str, Any], reason: str, message: str, now: datetime, generation: int | None
+) -> dict[str, Any]:
+    """The status patch of a pool that cannot be used: ``Valid=False`` with the reason and the
+    fields at fault; every other part of the status stays as it was."""
+    kept = [c for c in previous.get("conditions") or [] if c.get("type") != VALID]
+    invalid = condition(previous, VALID, "False", reason, message, now, generation)
+    return {"observedGeneration": generation, "conditions": [*kept, invalid]}
