@@ -77,8 +77,9 @@ simulate: venv ## replay the Philly trace on 600 GPUs (fair vs fifo vs partition
 gpu-check: venv ## run the node agent's NVML discovery once and print its JSON
 	$(BIN)/polyculture agent --once --print
 
-demo: venv control-plane ## the embedded demo: control plane, fake GPU nodes, pool, models, operator
-	$(BIN)/polyculture demo
+DEMO_ARGS ?=
+demo: venv control-plane ## the embedded demo (DEMO_ARGS=--once: stop once the story is told)
+	$(BIN)/polyculture demo $(DEMO_ARGS)
 
 image: venv ## build the operator image as an OCI archive (no container engine); prints path, digest
 	$(BIN)/python hack/build_image.py

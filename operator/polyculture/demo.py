@@ -4,11 +4,17 @@
    scheduler, kwok), with the CRDs installed.
 2. Three owners contribute fake GPU nodes (kwok keeps them Ready): a university lab's A100s,
    a community co-op's L4s, a start-up's H100s.
-3. The example pool, namespaces and models of ``examples/`` are applied, plus one model that
-   can never fit, and the operator (a child process, logging to the run directory) takes them
-   over: the pool's capacity per owner and class, each model's phase and why it waits.
-4. The start-up reclaims its nodes; the pool drops exactly its capacity; it lends them again.
-5. Everything keeps running until Ctrl-C (or ``--duration``), then stops: no process is left.
+3. The example pool (on the embedded ``local`` Ray backend), namespaces and models of
+   ``examples/`` are applied, plus one model that can never fit (``Invalid``); the operator
+   (a child process, logging to the run directory) admits what fits by fair share.
+4. ``yoruba-base`` trains on Ray to ``Trained`` (its checkpoint written); ``quechua-asr``
+   serves and its endpoint answers.
+5. ``sign-translator`` trains on the start-up's H100s; the start-up reclaims its nodes: the
+   training is preempted (``OwnerReclaim``), drains within the grace period and is requeued;
+   the start-up lends again, and the next run resumes from the checkpoint, trains to the end,
+   then serves, and its endpoint answers.
+6. With ``--once`` the demo stops there (exit 0); otherwise it keeps showing the pool until
+   Ctrl-C (or ``--duration``). Either way no process is left.
 """
 
 from __future__ import annotations
@@ -19,8 +25,14 @@ import shutil
 import signal
 import sys
 import time
+import urllib.request
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import yaml
 
 from polyculture.controlplane.nodes import create_gpu_node
 from polyculture.controlplane.operator import OperatorProcess
@@ -45,8 +57,36 @@ spec:
 """
 
 
+#: the university lends in evenings and at weekends (Berlin): the demo's clock is moved to a
+#: Saturday noon there when the window is closed, so that the story is the same any day
+LAB_WINDOW_OPEN = (5, 12)  # weekday (Saturday), hour
+#: seconds the demo waits for each step of the story (Ray clusters start in ~15-30 s here)
+STEP_TIMEOUT_S = 300.0
+
+
 def say(text: str) -> None:
     print(f"\n\033[1m== {text}\033[0m", flush=True)
+
+
+def window_offset(now: datetime) -> float:
+    """Seconds to add to ``now`` to reach the next Saturday noon in Berlin (0 at a weekend)."""
+    berlin = now.astimezone(ZoneInfo("Europe/Berlin"))
+    if berlin.weekday() >= 5 or berlin.hour >= 18 or berlin.hour < 8:
+        return 0.0
+    days = (LAB_WINDOW_OPEN[0] - berlin.weekday()) % 7
+    target = (berlin + timedelta(days=days)).replace(
+        hour=LAB_WINDOW_OPEN[1], minute=0, second=0, microsecond=0
+    )
+    return (target - berlin).total_seconds()
+
+
+def ask(url: str) -> Any:
+    """The endpoint's JSON answer, or None."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return json.load(response)
+    except OSError:
+        return None
 
 
 class Demo:
@@ -59,15 +99,42 @@ class Demo:
     def kubectl(self, *args: str, input: str | None = None) -> str:
         return self.cp.kubectl(*args, input=input).stdout
 
-    def show(self, force: bool = False) -> None:
-        text = (
-            self.kubectl("get", "pool", "-o", "wide")
-            + "\n"
-            + self.kubectl("get", "cmodel", "-A", "-o", "wide")
+    def get(self, *args: str) -> dict[str, Any]:
+        result: dict[str, Any] = json.loads(self.kubectl("get", *args, "-o", "json"))
+        return result
+
+    def status(self, namespace: str, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.get("cmodel", "-n", namespace, name).get("status") or {}
+        return result
+
+    def phase(self, namespace: str, name: str) -> str:
+        return str(self.status(namespace, name).get("phase") or "")
+
+    def wait_phase(self, namespace: str, name: str, *phases: str) -> dict[str, Any]:
+        wait_for(
+            lambda: self.phase(namespace, name) in phases,
+            STEP_TIMEOUT_S,
+            f"{namespace}/{name} {' or '.join(phases)}",
+            every=1.0,
         )
-        if force or text != self.last_shown:
+        return self.status(namespace, name)
+
+    def show(self, force: bool = False) -> None:
+        """The live view of ``polyculture status`` (one frame), when it changed."""
+        from rich.console import Console
+
+        from polyculture.statusview import render
+
+        pools = self.get("pool").get("items") or []
+        models = self.get("cmodel", "-A").get("items") or []
+        console = Console(width=150, force_terminal=sys.stdout.isatty())
+        with console.capture() as capture:
+            console.print(render(pools, models))
+        text = capture.get()
+        key = "\n".join(line for line in text.splitlines() if "polyculture status ·" not in line)
+        if force or key != self.last_shown:
             print(text, flush=True)
-            self.last_shown = text
+            self.last_shown = key
 
     def members(self) -> str:
         return self.kubectl(
@@ -80,14 +147,39 @@ class Demo:
         )
 
     def set_reclaim(self, owner: str, reclaim: bool) -> None:
-        members = json.loads(self.kubectl("get", "pool", "cooperative", "-o", "json"))["spec"][
-            "members"
-        ]
+        members = self.get("pool", "cooperative")["spec"]["members"]
         index = next(i for i, m in enumerate(members) if m["owner"] == owner)
         patch = [{"op": "replace", "path": f"/spec/members/{index}/reclaim", "value": reclaim}]
         self.kubectl("patch", "pool", "cooperative", "--type=json", "-p", json.dumps(patch))
 
-    def run(self, duration: float | None) -> None:
+    def apply_examples(self) -> None:
+        """The examples as a reader would apply them, on the embedded ``local`` Ray backend,
+        with the working directory and checkpoints under the run directory."""
+        print(self.kubectl("apply", "-f", str(EXAMPLES / "namespaces.yaml")).strip())
+        pool = yaml.safe_load((EXAMPLES / "pool-cooperative.yaml").read_text())
+        pool["spec"]["ray"]["backend"] = "local"
+        print(self.kubectl("apply", "-f", "-", input=json.dumps(pool)).strip())
+        for path in sorted(EXAMPLES.glob("model-*.yaml")):
+            model = yaml.safe_load(path.read_text())
+            name = model["metadata"]["name"]
+            for stage in ("training", "serving"):
+                spec = model["spec"].get(stage)
+                if spec is None:
+                    continue
+                spec.setdefault("runtimeEnv", {})["workingDir"] = str(EXAMPLES / "ray")
+                if stage == "training":
+                    spec["checkpointURI"] = (self.run_dir / "checkpoints" / name).as_uri()
+            print(self.kubectl("apply", "-f", "-", input=json.dumps(model)).strip())
+        print(self.kubectl("apply", "-f", "-", input=NEVER_FITS).strip())
+
+    def checkpoint_step(self, name: str) -> int:
+        path = self.run_dir / "checkpoints" / name / "checkpoint.json"
+        try:
+            return int(json.loads(path.read_text())["step"])
+        except (OSError, ValueError, KeyError):
+            return 0
+
+    def run(self, duration: float | None, once: bool) -> None:
         say("starting a real Kubernetes control plane on 127.0.0.1")
         started = time.monotonic()
         self.cp.start()
@@ -107,34 +199,66 @@ class Demo:
 
         say("the operator starts (log: operator.log in the run directory)")
         self.operator = OperatorProcess(self.cp.kubeconfig, self.run_dir)
+        offset = window_offset(datetime.now(UTC))
+        if offset:
+            self.operator.move_clock(offset)
+            print(
+                f"(its clock moved {offset / 3600:.1f} h ahead: the university lends at weekends)"
+            )
         self.operator.start()
 
         say("the cooperative's pool, its communities' namespaces and their models")
-        for name in ("namespaces.yaml", "pool-cooperative.yaml"):
-            print(self.kubectl("apply", "-f", str(EXAMPLES / name)).strip())
-        for path in sorted(EXAMPLES.glob("model-*.yaml")):
-            print(self.kubectl("apply", "-f", str(path)).strip())
-        print(self.kubectl("apply", "-f", "-", input=NEVER_FITS).strip())
+        self.apply_examples()
         wait_for(lambda: "startup-h100" in self.members(), what="pool status")
         wait_for(lambda: "Invalid" in self.kubectl("get", "cmodel", "-A"), what="model verdicts")
-        self.show(force=True)
-        print("what each owner lends now (the university lends only in its windows):")
+        print("what each owner lends now:")
         print(self.members())
 
-        say("the start-up reclaims its H100s")
+        say("the admission loop admits what fits, fairly; Ray clusters start on the placed nodes")
+        self.wait_phase("yoruba-nlp", "yoruba-base", "Training", "Trained")
+        self.show(force=True)
+
+        say("yoruba-base trains on Ray and writes its checkpoint")
+        self.wait_phase("yoruba-nlp", "yoruba-base", "Trained")
+        print(f"yoruba-base: Trained, checkpoint at step {self.checkpoint_step('yoruba-base')}")
+
+        say("quechua-asr serves: its endpoint answers")
+        endpoint = self.wait_phase("quechua-speech", "quechua-asr", "Serving")["endpoint"]
+        print(f"GET {endpoint}?text=allinllachu -> {ask(endpoint + '?text=allinllachu')}")
+
+        say("sign-translator trains on the start-up's H100s ...")
+        self.wait_phase("sign-language", "sign-translator", "Training")
+        wait_for(lambda: self.checkpoint_step("sign-translator") >= 10, STEP_TIMEOUT_S, "ckpt")
+        self.show()
+        say("... and the start-up reclaims its nodes: the training is preempted and requeued")
         self.set_reclaim("startup-h100", True)
-        wait_for(lambda: "Reclaimed" in self.members(), what="reclaim")
+        st = self.wait_phase("sign-language", "sign-translator", "Preempted", "Queued")
+        print(f"sign-translator: {st['phase']} ({(st.get('waiting') or {}).get('reason')})")
+        st = self.wait_phase("sign-language", "sign-translator", "Queued")
+        print(f"sign-translator: Queued after draining; attempts counted: {st.get('attempts', 0)}")
         print(self.members())
-        print(self.kubectl("get", "events", "--field-selector", "reason=Reclaimed").strip())
-        say("... and lends them again")
+        print(self.kubectl("get", "events", "-A", "--field-selector", "reason=Preempted").strip())
+
+        say("the start-up lends again: the next run resumes from the checkpoint")
+        resumed_from = self.checkpoint_step("sign-translator")
         self.set_reclaim("startup-h100", False)
-        wait_for(lambda: "Reclaimed" not in self.members(), what="lending again")
-        print(self.members())
+        st = self.wait_phase("sign-language", "sign-translator", "Training")
+        print(f"sign-translator: run {st.get('run')} resumes from step {resumed_from}")
+        self.wait_phase("sign-language", "sign-translator", "Trained", "Queued", "Serving")
+        print("sign-translator: Trained")
+
+        say("then it serves what it trained")
+        endpoint = self.wait_phase("sign-language", "sign-translator", "Serving")["endpoint"]
+        print(f"GET {endpoint}?text=hello -> {ask(endpoint + '?text=hello')}")
+        self.show(force=True)
+        if once:
+            say("--once: the story is told")
+            return
 
         say(
             "running: try `KUBECONFIG="
             + str(self.cp.kubeconfig)
-            + " kubectl get pool,cmodel -A`; Ctrl-C stops everything"
+            + " polyculture status --watch`; Ctrl-C stops everything"
         )
         end = None if duration is None else time.monotonic() + duration
         while end is None or time.monotonic() < end:
@@ -158,8 +282,9 @@ def main(argv: list[str]) -> int:
         "--duration",
         type=float,
         default=None,
-        help="stop after this many seconds (default: run until Ctrl-C)",
+        help="keep running this many seconds after the story (default: until Ctrl-C)",
     )
+    parser.add_argument("--once", action="store_true", help="stop (exit 0) once the story is told")
     args = parser.parse_args(argv)
     run_dir: Path = args.run_dir.resolve()
     shutil.rmtree(run_dir, ignore_errors=True)
@@ -171,7 +296,7 @@ def main(argv: list[str]) -> int:
 
     signal.signal(signal.SIGTERM, on_term)
     try:
-        demo.run(args.duration)
+        demo.run(args.duration, args.once)
     except KeyboardInterrupt:
         say("Ctrl-C: stopping")
     except (ControlPlaneError, AssertionError) as err:
@@ -181,5 +306,5 @@ def main(argv: list[str]) -> int:
         return 1
     finally:
         demo.stop()
-    say("stopped: control plane and operator are down")
+    say("stopped: control plane, operator and Ray clusters are down")
     return 0

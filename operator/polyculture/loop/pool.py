@@ -278,7 +278,14 @@ class PoolLoop:
             log.error("pool %s: %s", self.pool, err)
 
     def _ref(self, view: ModelView, role: Role) -> WorkloadRef:
-        return WorkloadRef(namespace=view.namespace, name=view.name, role=role, uid=view.uid)
+        return WorkloadRef(
+            namespace=view.namespace,
+            name=view.name,
+            role=role,
+            uid=view.uid,
+            pool=self.pool,
+            community=view.community,
+        )
 
     def _placement(self, view: ModelView, pv: PoolView) -> Placement:
         admission = view.admission or {}
