@@ -51,6 +51,15 @@ def ensure() -> PrometheusBinaries:
     return found
 
 
+def operator_crds() -> list[Path]:
+    """The Prometheus Operator's ServiceMonitor and PrometheusRule CRDs (fetched when missing)."""
+    found = sorted((cache_dir() / "crds").glob("prometheus-operator-*/*.yaml"))
+    if len(found) < 2:
+        subprocess.run(["bash", str(FETCH_SCRIPT)], check=True)
+        found = sorted((cache_dir() / "crds").glob("prometheus-operator-*/*.yaml"))
+    return found
+
+
 @dataclass
 class Prometheus:
     """A Prometheus server scraping ``targets`` (host:port) every ``interval_s`` seconds."""

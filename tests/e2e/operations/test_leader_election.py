@@ -11,15 +11,14 @@ from __future__ import annotations
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client, config
+from kubernetes import client
 from prometheus_client.parser import text_string_to_metric_families
 
-from polyculture.controlplane import ControlPlane, locate
+from polyculture.controlplane import ControlPlane
 from polyculture.controlplane.operator import OperatorProcess
 from polyculture.controlplane.runner import free_port
 from polyculture.controlplane.waiting import wait_for
@@ -27,7 +26,6 @@ from polyculture.controlplane.waiting import wait_for
 pytestmark = [pytest.mark.e2e, pytest.mark.cluster, pytest.mark.slow]
 
 GROUP, VERSION = "polyculture.dev", "v1alpha1"
-REPO = Path(__file__).resolve().parents[2]
 LEASE_NS = "polyculture-system"
 HANDOVER_S = 15.0
 
@@ -70,24 +68,6 @@ class Replica:
         except OSError:
             return False
         return True
-
-
-@pytest.fixture(scope="module")
-def own_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ControlPlane, Any]]:
-    if locate().missing():
-        pytest.fail("control plane binaries missing: run `make control-plane`")
-    cp = ControlPlane(run_dir=tmp_path_factory.mktemp("leader-cp"))
-    cp.start()
-    api = config.new_client_from_config(config_file=str(cp.kubeconfig))
-    try:
-        files = sorted((REPO / "crds").glob("*.yaml"))
-        cp.kubectl("apply", "--server-side", *[a for f in files for a in ("-f", str(f))])
-        cp.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
-        client.CoreV1Api(api).create_namespace({"metadata": {"name": LEASE_NS}})
-        yield cp, api
-    finally:
-        api.close()
-        cp.stop()
 
 
 def holder(api: Any) -> str | None:
