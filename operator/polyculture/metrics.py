@@ -179,8 +179,15 @@ def _prune(
                 metric.remove(*labels)
 
 
-def record_pool(pool: str, status: Mapping[str, Any]) -> None:
-    """Set the pool gauges from a status the daemon computed; gone owners/classes lose theirs."""
+def record_pool(
+    pool: str, status: Mapping[str, Any], guarantees: Mapping[str, float] | None = None
+) -> None:
+    """Set the pool gauges from a status the daemon computed; gone owners/classes lose theirs.
+
+    ``guarantees`` (community -> guaranteed GPU units, from the spec) sets those series too.
+    """
+    if guarantees is not None:
+        record_guarantees(pool, guarantees)
     classes = {entry["gpuClass"]: entry["gpus"] for entry in status.get("capacity") or []}
     for gpu_class, gpus in classes.items():
         POOL_GPUS.labels(pool, gpu_class).set(gpus)

@@ -117,7 +117,7 @@ def pool_daemon(
                     if c.get("type") not in OWN_CONDITIONS
                 ],
             ]
-            record_pool(name, status)
+            record_pool(name, status, {c.name: float(c.guaranteed_gpus) for c in spec.communities})
             if needs_write(previous, status, now):
                 patch_pool_status(name, status)
                 last_written = status

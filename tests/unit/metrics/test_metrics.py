@@ -98,3 +98,11 @@ def test_forget_pool_removes_every_series_of_that_pool_only() -> None:
     text = generate_latest(REGISTRY).decode()
     assert 'pool="m-gone"' not in text
     assert text.count('pool="m-kept"') >= 10
+
+
+def test_guarantees_follow_the_spec() -> None:
+    metrics.record_pool("m-p4", {"members": []}, {"a": 4.0, "b": 0.0})
+    assert value("polyculture_community_guaranteed_gpus", pool="m-p4", community="a") == 4.0
+    metrics.record_pool("m-p4", {"members": []}, {"b": 2.0})
+    assert value("polyculture_community_guaranteed_gpus", pool="m-p4", community="a") is None
+    assert value("polyculture_community_guaranteed_gpus", pool="m-p4", community="b") == 2.0
