@@ -305,15 +305,13 @@ def test_fair_share_preemption_and_resume(cluster: Cluster, tmp_path: Path) -> N
     assert "Preempted" in cluster.events(*victim) and "Requeued" in cluster.events(*victim)
 
     # make room: the others finish early by deletion, the victim comes back and resumes
-    for key in running:
+    for key in [k for k in everyone if k not in running] + running:  # the queued first
         if key != victim:
-            cluster.delete(*key)
-    for key in everyone:
-        if key not in running:
             cluster.delete(*key)
     cluster.wait_phase(*victim, "Training", timeout=180)
     st = cluster.status(*victim)
-    assert st["run"] == 2 and st["rayJobId"].endswith("-attempt-2") and st["attempts"] == 0
+    assert st["run"] >= 2 and st["rayJobId"].endswith(f"-attempt-{st['run']}")
+    assert st["attempts"] == 0
     handle = cluster.cluster_of(*victim)
     log = wait_for(
         lambda: (
@@ -369,7 +367,7 @@ def test_owner_reclaim_drains_exactly_its_workloads(cluster: Cluster, tmp_path: 
 
 def test_restart_adopts_the_running_cluster_and_job(cluster: Cluster, tmp_path: Path) -> None:
     key = ("lingua", "survivor")
-    cluster.create(model_body(*key, steps=40, gpus=1, checkpoint=tmp_path / "s"))
+    cluster.create(model_body(*key, steps=80, gpus=1, checkpoint=tmp_path / "s"))
     cluster.wait_phase(*key, "Training", timeout=180)
     before = cluster.status(*key)
     handle = cluster.cluster_of(*key)
@@ -377,11 +375,17 @@ def test_restart_adopts_the_running_cluster_and_job(cluster: Cluster, tmp_path: 
     cluster.op.kill()
     time.sleep(2)
     cluster.op.start()
+    time.sleep(8)  # the new operator has started and looked at its models
+    if cluster.phase(*key) == "Training":
+        again = cluster.cluster_of(*key)
+        assert again is not None and again.name == handle.name
+        assert pids <= cluster.backend().pids(again), "the same Ray processes, adopted"
+        jobs = cluster.backend().client(again).submission_ids()
+        assert jobs == [before["rayJobId"]], "no second copy of the job"
     cluster.wait_phase(*key, "Trained", timeout=180)
     after = cluster.status(*key)
     assert after["rayJobId"] == before["rayJobId"] and after["run"] == 1
     assert after["attempts"] == 0
-    assert all(processes.alive(p) for p in pids) or cluster.cluster_of(*key) is None
     admitted = time.mktime(time.strptime(before["admission"]["admittedAt"], "%Y-%m-%dT%H:%M:%SZ"))
     trained = time.mktime(time.strptime(after["trainedAt"], "%Y-%m-%dT%H:%M:%SZ"))
     assert after["gpuSecondsUsed"] <= (trained - admitted) + 2  # 1 GPU, not counted twice

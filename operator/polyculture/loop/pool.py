@@ -185,12 +185,15 @@ class PoolLoop:
         now = self.now()
         spec = ComputePoolSpec.model_validate(dict(pool_body.get("spec") or {}))
         self._choose_backend(spec.ray.backend.value)
-        pool_status = {**dict(pool_body.get("status") or {}), **(self.pool_written or {})}
+        stored = dict(pool_body.get("status") or {})
+        ours = {k: v for k, v in (self.pool_written or {}).items() if k != "conditions"}
+        pool_status = {**stored, **ours}
         views = self._views(model_bodies)
         pv = pool_view(self.pool, spec, nodes, now, senior_pools)
 
-        for key in [k for k, f in self.tasks.items() if f.done()]:
-            self._apply_outcome(key, self.tasks.pop(key), views, pv, now)
+        for key, task in list(self.tasks.items()):
+            if task.done() and self.tasks.pop(key, None) is task:
+                self._apply_outcome(key, task, views, pv, now)
         views = self._views(model_bodies)
 
         ran = False
@@ -606,12 +609,12 @@ class PoolLoop:
             ),
         ]
         previous = self.pool_written or dict(pool_status)
-        conditions_changed = [
-            (c.get("type"), c.get("status"), c.get("message")) for c in new["conditions"]
-        ] != [
-            (c.get("type"), c.get("status"), c.get("message"))
-            for c in previous.get("conditions") or []
-        ]
+
+        def backend_ready(status: Mapping[str, Any]) -> Any:
+            found = [c for c in status.get("conditions") or [] if c.get("type") == "BackendReady"]
+            return [(c.get("status"), c.get("message")) for c in found]
+
+        conditions_changed = backend_ready(new) != backend_ready(pool_status)
         if not conditions_changed and not pool_usage_changed(previous, new, LEDGER_FLUSH_S):
             return
         try:
@@ -625,6 +628,13 @@ class PoolLoop:
             log.warning("pool %s: writing its status failed: %s", self.pool, err)
             metrics.record_reconcile_error(self.pool, "write")
             return
+        before = {c.get("name"): c for c in pool_status.get("communities") or []}
+        for row in new["communities"]:
+            was = float(before.get(row["name"], {}).get("gpuSecondsConsumed") or 0.0)
+            if row["gpuSecondsConsumed"] > was:
+                metrics.record_gpu_seconds_used(
+                    self.pool, row["name"], row["gpuSecondsConsumed"] - was
+                )
         self._record(new, views, now)
 
     def _record(

@@ -11,7 +11,13 @@ from datetime import datetime
 from typing import Any
 
 from polyculture.api.community_model import Phase
-from polyculture.reconcile.admission import ModelEvent, ModelView, model_usage, set_condition
+from polyculture.reconcile.admission import (
+    ADMITTED,
+    ModelEvent,
+    ModelView,
+    model_usage,
+    set_condition,
+)
 from polyculture.reconcile.conditions import format_time
 
 TRAINED = "Trained"
@@ -28,8 +34,19 @@ def _with_usage(view: ModelView, patch: dict[str, Any], now: datetime) -> dict[s
 
 def _released(view: ModelView, patch: dict[str, Any], now: datetime) -> dict[str, Any]:
     """``patch`` for a model that gives its GPUs back: usage settled, admission cleared."""
+    conditions = {"conditions": patch.get("conditions") or view.status.get("conditions") or []}
+    released = set_condition(
+        conditions,
+        ADMITTED,
+        "False",
+        str(patch["phase"]),
+        f"GPUs released ({patch['phase']})",
+        now,
+        view.generation,
+    )
     return {
         **_with_usage(view, patch, now),
+        "conditions": released,
         "admission": None,
         "preemptedAt": None,
         "usageUpdatedAt": None,
