@@ -180,8 +180,12 @@ def pip_install(root: Path, args: list[str], pip_cache: Path) -> None:
     )
     # console scripts carry this machine's interpreter path; the image runs `python -m`
     shutil.rmtree(target / "bin", ignore_errors=True)
+    # where pip found a wheel (a temporary path) is no part of the image
     for direct_url in target.glob("*.dist-info/direct_url.json"):
         direct_url.unlink()
+        record = direct_url.with_name("RECORD")
+        lines = record.read_text().splitlines(keepends=True)
+        record.write_text("".join(x for x in lines if "/direct_url.json," not in x))
 
 
 def build_wheel(out: Path, epoch: int) -> Path:

@@ -99,6 +99,7 @@ def rootfs(image: tuple[Path, str, Path], tmp_path_factory: pytest.TempPathFacto
     _, digest, layout = image
     manifest, _ = manifest_and_config(layout, digest)
     root = tmp_path_factory.mktemp("rootfs")
+    root.chmod(0o755)  # as a container runtime makes it; mktemp's 0700 shuts the user out
     for layer in manifest["layers"]:
         with tarfile.open(blob(layout, layer["digest"])) as tar:
             tar.extractall(root, filter="tar")
