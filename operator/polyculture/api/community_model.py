@@ -118,6 +118,18 @@ RoutePrefix = Annotated[
         max_length=256,
     ),
 ]
+DeploymentName = Annotated[
+    str,
+    *checked_string(
+        matches(
+            r"^[A-Za-z_][A-Za-z0-9_-]*$",
+            "must be a Serve deployment name: letters, digits, '_' and '-', starting with a "
+            "letter or '_'",
+        ),
+        min_length=1,
+        max_length=128,
+    ),
+]
 PipRequirement = Annotated[
     str,
     *checked_string(not_matches(r"^\s*$", "must not be blank"), min_length=1, max_length=256),
@@ -275,11 +287,8 @@ class Serving(SpecModel):
         alias="routePrefix",
         description="HTTP route, e.g. /yoruba-chat; /<namespace>/<name> when omitted.",
     )
-    deployment: str = Field(
+    deployment: DeploymentName = Field(
         default="Model",
-        min_length=1,
-        max_length=128,
-        pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$",
         description="Name of the ingress deployment of the application: its replicas and "
         "GPUs per replica are set by the operator.",
     )

@@ -307,3 +307,15 @@ def _window_overlaps(members: list[Member]) -> Iterable[Problem]:
                     "merge them into one",
                     f"spec.members[{i}].windows[{clash}]",
                 )
+
+
+def guarantee_shortfall(spec: ComputePoolSpec, potential_units: float) -> str | None:
+    """Why the guarantees cannot all be honoured by the nodes the members have now (None:
+    they can). ``potential_units``: the most the members could lend, in normalised units."""
+    guaranteed = sum(c.guaranteed_gpus for c in spec.communities)
+    if guaranteed <= potential_units + 1e-9:
+        return None
+    return (
+        f"the communities are guaranteed {guaranteed} units in total but the members' nodes "
+        f"could lend at most {potential_units:g} units (within their maxGPUs)"
+    )

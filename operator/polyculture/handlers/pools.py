@@ -24,16 +24,18 @@ from polyculture.kube.status import patch_pool_status
 from polyculture.metrics import forget_pool, record_pool
 from polyculture.reconcile.conditions import find_condition
 from polyculture.reconcile.pools import (
+    OVERCOMMITTED,
     VALID,
     invalid_status,
     needs_write,
+    overcommitted_condition,
     pool_status,
     valid_condition,
 )
 
 TICK_S = 1.0
 #: condition types the pool daemon writes; others (the admission loop's) are carried over
-OWN_CONDITIONS = ("Ready", "Degraded", VALID)
+OWN_CONDITIONS = ("Ready", "Degraded", VALID, OVERCOMMITTED)
 
 
 class Claims:
@@ -111,6 +113,7 @@ def pool_daemon(
             claims.set(name, seniority, claimed | _conflicted(inv))
             status["conditions"] += [
                 valid_condition(previous, now, body.metadata.get("generation")),
+                overcommitted_condition(spec, inv, previous, now, body.metadata.get("generation")),
                 *[
                     c
                     for c in dict(body.status).get("conditions") or []

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from polyculture.api.compute_pool import ComputePoolSpec
+from polyculture.api.pool_validity import guarantee_shortfall
 from polyculture.api.windows import window_open
 from polyculture.inventory import (
     GPUClassRule,
@@ -233,3 +234,49 @@ def invalid_status(
     kept = [c for c in previous.get("conditions") or [] if c.get("type") != VALID]
     invalid = condition(previous, VALID, "False", reason, message, now, generation)
     return {"observedGeneration": generation, "conditions": [*kept, invalid]}
+
+
+OVERCOMMITTED = "Overcommitted"
+
+
+def potential_units(spec: ComputePoolSpec, inv: PoolInventory) -> float:
+    """The most the members' nodes could lend at once, in normalised units: every GPU counted
+    (healthy or not, windows and reclaims aside), within each member's ``maxGPUs``, the
+    heaviest classes first."""
+    weights = {c.name: c.weight for c in spec.fair_share.gpu_classes}
+    caps = {m.owner: m.max_gpus for m in spec.members}
+    total = 0.0
+    for member in inv.members:
+        left = caps.get(member.owner)
+        by_weight = sorted(member.gpus_by_class.items(), key=lambda kv: -weights.get(kv[0], 1.0))
+        for gpu_class, gpus in by_weight:
+            counted = gpus if left is None else min(gpus, left)
+            total += counted * weights.get(gpu_class, 1.0)
+            if left is not None:
+                left -= counted
+    return total
+
+
+def overcommitted_condition(
+    spec: ComputePoolSpec,
+    inv: PoolInventory,
+    previous: Mapping[str, Any],
+    now: datetime,
+    generation: int | None,
+) -> dict[str, Any]:
+    """``Overcommitted=True`` when the guarantees exceed what the members' nodes could lend:
+    the comparison the API server cannot make, since it depends on the live Nodes."""
+    shortfall = guarantee_shortfall(spec, potential_units(spec, inv))
+    if shortfall is None:
+        return condition(
+            previous,
+            OVERCOMMITTED,
+            "False",
+            "GuaranteesCovered",
+            "the members' nodes could honour every guarantee",
+            now,
+            generation,
+        )
+    return condition(
+        previous, OVERCOMMITTED, "True", "GuaranteesExceedCapacity", shortfall, now, generation
+    )

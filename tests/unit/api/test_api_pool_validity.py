@@ -156,3 +156,28 @@ def test_checkpoint_schemes_per_backend(backend: str, uri: str, ok: bool) -> Non
     if not ok:
         assert problems[0].reason == "CheckpointUnsupported"
         assert problems[0].field == "spec.training.checkpointURI"
+
+
+def test_guarantees_beyond_the_live_nodes_are_reported_in_a_condition() -> None:
+    from polyculture.inventory import GPUClassRule, MemberRule, NodeInfo, Selector, inventory
+    from polyculture.reconcile.pools import overcommitted_condition, potential_units
+
+    body = edited(set_("members.0.maxGPUs", None))
+    spec = judge_pool(body).pool.spec  # type: ignore[union-attr]
+    nodes = [
+        NodeInfo("h", {"owner": "a", "nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}, 1),
+        NodeInfo("t", {"owner": "a", "nvidia.com/gpu.product": "Tesla-T4"}, 4),
+    ]
+    rules = [MemberRule(m.owner, Selector(dict(m.node_selector)), m.max_gpus) for m in spec.members]
+    classes = [
+        GPUClassRule(c.name, c.weight, tuple(c.products)) for c in spec.fair_share.gpu_classes
+    ]
+    inv = inventory("p", rules, nodes, classes)
+    assert potential_units(spec, inv) == 2.0  # one H100 (1.0) and four T4 (0.25 each)
+    covered = overcommitted_condition(spec, inv, {}, NOW, 1)
+    assert (covered["status"], covered["reason"]) == ("False", "GuaranteesCovered")
+    spec.communities[0].guaranteed_gpus = 3
+    spec.communities[0].max_gpus = 4
+    short = overcommitted_condition(spec, inv, {}, NOW, 1)
+    assert (short["status"], short["reason"]) == ("True", "GuaranteesExceedCapacity")
+    assert "guaranteed 3 units" in short["message"] and "at most 2 units" in short["message"]
