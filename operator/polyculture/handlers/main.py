@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 import threading
+import time
 
 import kopf
 
@@ -126,5 +127,13 @@ def main(argv: list[str]) -> int:
 
 
 def _stop_when(lost: threading.Event, stop: threading.Event) -> None:
+    """On a lost Lease: ask kopf to stop, and exit at once if it has not within a second.
+
+    Another replica may take the Lease ``lease_duration - renew_deadline`` seconds after this
+    one stopped renewing; acting beyond that would make two active operators.
+    """
     lost.wait()
     stop.set()
+    time.sleep(1.0)
+    logging.getLogger(__name__).error("lost the leader Lease: exiting")
+    os._exit(1)

@@ -9,6 +9,7 @@ stopped cleanly, it releases the Lease and the waiting one takes over at once.
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 import urllib.request
 import uuid
 from pathlib import Path
@@ -154,6 +155,17 @@ def test_one_replica_acts_and_the_other_takes_over(
         )
         assert time.monotonic() - stopped_at < 10
         wait_for(lambda: active.metric("polyculture_leader") == 1, 10, "new leader flag")
+
+        # another holder takes the Lease (as after a partition): the active one stops acting
+        coordination = client.CoordinationV1Api(api)
+        lease = coordination.read_namespaced_lease("polyculture-operator", LEASE_NS)
+        lease.spec.holder_identity = "intruder"
+        lease.spec.renew_time = datetime.now(UTC)
+        lease.spec.lease_duration_seconds = 3600
+        coordination.replace_namespaced_lease("polyculture-operator", LEASE_NS, lease)
+        assert active.op.proc is not None
+        assert active.op.proc.wait(timeout=15) == 1
+        assert "lost the leader Lease" in active.op.log.read_text()
     finally:
         a.op.stop()
         b.op.stop()
