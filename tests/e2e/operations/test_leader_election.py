@@ -9,9 +9,9 @@ stopped cleanly, it releases the Lease and the waiting one takes over at once.
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 import urllib.request
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
