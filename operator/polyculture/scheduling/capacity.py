@@ -10,7 +10,10 @@ moves. Everything is plain ints and lists: this is the scheduler's hot path.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+from polyculture.scheduling.snapshot import GPUClass, Node
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,3 +168,78 @@ class FreeIndex:
             if ob[f]:
                 return f, ob[f][-1]
         return -1, -1
+
+
+@dataclass(slots=True)
+class Pool:
+    """A snapshot's nodes with dense ids (first of each name), their shapes (cheapest first:
+    class weight, memory, class name), and the free-block index, empty until :meth:`open`."""
+
+    nodes: list[Node]
+    names: list[str]
+    node_id: dict[str, int]
+    #: owner name -> id, in name order (ties broken by id follow names)
+    owner_id: dict[str, int]
+    shapes: list[Shape]
+    shape_of: list[int]
+    #: normalised units per GPU of each node
+    weight_of: list[float]
+    index: FreeIndex
+    #: per shape: GPUs of a node -> number of available nodes of that size
+    node_sizes: list[dict[int, int]]
+    #: normalised units of the available nodes
+    capacity: float
+
+    def open(self, used: list[int]) -> None:
+        """Add every available node to the index with its GPUs minus ``used[i]`` free."""
+        for i, node in enumerate(self.nodes):
+            if node.available and node.gpus > 0:
+                self.index.add(i, max(0, node.gpus - used[i]))
+
+
+def index_pool(snapshot_nodes: Sequence[Node], classes: Sequence[GPUClass]) -> Pool:
+    """Index ``snapshot_nodes`` (see :class:`Pool`); a class not in ``classes`` weighs 1."""
+    by_class = {c.name: c for c in classes}
+    nodes: list[Node] = []
+    seen: set[str] = set()
+    for node in snapshot_nodes:
+        if node.name not in seen:
+            seen.add(node.name)
+            nodes.append(node)
+    owner_id = {name: i for i, name in enumerate(sorted({n.owner for n in nodes}))}
+    shape_keys: dict[tuple[str, int], tuple[float, int]] = {}  # key -> (weight, max gpus)
+    node_keys: list[tuple[str, int]] = []
+    for node in nodes:
+        cls = by_class.get(node.gpu_class)
+        weight = cls.weight if cls is not None else 1.0
+        memory = node.memory_mib or (cls.memory_mib if cls is not None else 0)
+        key = (node.gpu_class, memory)
+        node_keys.append(key)
+        _, biggest = shape_keys.get(key, (weight, 0))
+        shape_keys[key] = (weight, max(biggest, node.gpus, 0))
+    ordered = sorted(shape_keys, key=lambda k: (shape_keys[k][0], k[1], k[0]))
+    shapes = [
+        Shape(i, k[0], k[1], shape_keys[k][0], shape_keys[k][1]) for i, k in enumerate(ordered)
+    ]
+    shape_id = {k: i for i, k in enumerate(ordered)}
+    shape_of = [shape_id[k] for k in node_keys]
+    weight_of = [shapes[s].weight for s in shape_of]
+    node_sizes: list[dict[int, int]] = [{} for _ in shapes]
+    capacity = 0.0
+    for i, node in enumerate(nodes):
+        if node.available and node.gpus > 0:
+            capacity += node.gpus * weight_of[i]
+            sizes = node_sizes[shape_of[i]]
+            sizes[node.gpus] = sizes.get(node.gpus, 0) + 1
+    return Pool(
+        nodes=nodes,
+        names=[n.name for n in nodes],
+        node_id={n.name: i for i, n in enumerate(nodes)},
+        owner_id=owner_id,
+        shapes=shapes,
+        shape_of=shape_of,
+        weight_of=weight_of,
+        index=FreeIndex(shapes, shape_of, [owner_id[n.owner] for n in nodes]),
+        node_sizes=node_sizes,
+        capacity=capacity,
+    )

@@ -21,6 +21,7 @@ and the no-cycle argument of preemption are untouched; it costs the moved worklo
 from __future__ import annotations
 
 from polyculture.scheduling.capacity import FreeIndex
+from polyculture.scheduling.placement import place
 from polyculture.scheduling.preemption import Live, victim_order
 
 
@@ -181,3 +182,42 @@ def _make_room(
             for other in take:
                 index.take(node, other.gpus)
     return None
+
+
+def consolidate(
+    index: FreeIndex,
+    shape: int,
+    workers: int,
+    gpus_per_worker: int,
+    *,
+    on_node: list[list[Live]],
+    own_owners: tuple[int, ...],
+    serving: bool,
+) -> tuple[list[int], list[tuple[Live, int]]] | None:
+    """Move workloads to place the gang on ``shape`` (whose free GPUs suffice in total).
+
+    Plans the moves (:func:`plan_moves`, at most the gang's GPUs), frees them, places the
+    gang and places the moved workloads again (:func:`replace_moved`). Returns the gang's
+    nodes and ``(workload, node)`` for each workload placed again (it moved unless the node
+    is its own); on failure the index is exactly as it was (version included) and None is
+    returned.
+    """
+    n, g = workers, gpus_per_worker
+    moved = plan_moves(index, shape, n, g, on_node=on_node, budget=n * g)
+    if moved is None:
+        return None
+    version = index.version
+    for live in moved:
+        index.give(live.nodes[0], live.gpus)
+    nodes = place(index, shape, n, g, own_owners=own_owners, serving=serving)
+    spare = n * g - sum(live.gpus for live in moved)
+    placed = replace_moved(index, shape, moved, on_node=on_node, budget=spare)
+    if placed is None:
+        for i in nodes:
+            index.give(i, g)
+        for live in moved:
+            index.take(live.nodes[0], live.gpus)
+        # the pool is exactly as it was: memoised failures still hold
+        index.version = version
+        return None
+    return nodes, placed

@@ -18,27 +18,27 @@ built only for the decisions themselves.
 from __future__ import annotations
 
 import heapq
-import math
-from collections import Counter
 from collections.abc import Callable
 from types import MappingProxyType
 from typing import Any
 
 from polyculture.scheduling import reasons
-from polyculture.scheduling.capacity import FreeIndex, Shape
-from polyculture.scheduling.consolidation import plan_moves, replace_moved
-from polyculture.scheduling.entitlement import EPSILON, entitlements, weights
+from polyculture.scheduling.capacity import index_pool
+from polyculture.scheduling.consolidation import consolidate
+from polyculture.scheduling.entitlement import EPSILON
 from polyculture.scheduling.ordering import community_key, workload_order
 from polyculture.scheduling.placement import place
 from polyculture.scheduling.preemption import (
     Live,
     find_block_victims,
     find_victims,
-    givable,
-    release,
-    restore,
+    free_in_total,
+    keep_used,
+    undo,
     victim_order,
+    work_at_risk,
 )
+from polyculture.scheduling.shares import Shares
 from polyculture.scheduling.snapshot import (
     Admission,
     Community,
@@ -69,60 +69,59 @@ def schedule(snapshot: Snapshot) -> Decisions:
 
 
 class _Cycle:
+    """One cycle's state. ``__init__`` reads the snapshot in named steps; ``run`` decides."""
+
     def __init__(self, snapshot: Snapshot) -> None:
         self.snapshot = snapshot
-        self.policy = policy = snapshot.policy
-        classes = {c.name: c for c in policy.gpu_classes}
+        self.policy = snapshot.policy
+        self._index_communities()
+        self.pool = pool = index_pool(snapshot.nodes, self.policy.gpu_classes)
+        self.index, self.shapes, self.node_names = pool.index, pool.shapes, pool.names
+        self.own_owners = [
+            tuple(pool.owner_id[o] for o in c.owners if o in pool.owner_id)
+            for c in self.communities
+        ]
+        self.preemptions: list[Preemption] = []
+        pool.open(self._count_running())
+        self._fit_cache: dict[tuple[str | None, int, int, int], tuple[list[int], _Why | None]] = {}
+        self.candidates = self._victim_candidates()
+        #: candidate victims per node (defragmenting preemption), built on first use
+        self._victims_on_node: list[list[Live]] | None = None
+        self._lowest_priority = 0
+        self._index_movable()
+        self.shares = Shares(self.communities, self._queue_pending(), pool.capacity, self.policy)
+        # aliases of the lists ``shares`` updates in place
+        self.entitled, self.floors = self.shares.entitled, self.shares.floors
+        self.caps, self.guaranteed = self.shares.caps, self.shares.guaranteed
 
-        # communities, ranked by name (the last tie-breaker of the order)
+        self.admissions: list[Admission] = []
+        self.moves: list[Admission] = []
+        self.preempted_in_pass = False
+        self.preempted_shapes: set[int] = set()
+        #: (shape, GPUs per worker, strict rule?) -> (index version, fewest workers that
+        #: failed to preempt)
+        self._memo: dict[tuple[int, int, bool], tuple[int, int]] = {}
+        #: the same for consolidation
+        self._move_memo: dict[tuple[int, int], tuple[int, int]] = {}
+
+    def _index_communities(self) -> None:
+        """Communities ranked by name (the last tie-breaker of the order), first of a name."""
         by_name: dict[str, Community] = {}
-        for community in snapshot.communities:
+        for community in self.snapshot.communities:
             by_name.setdefault(community.name, community)
         self.communities = [by_name[name] for name in sorted(by_name)]
         self.cid = {c.name: i for i, c in enumerate(self.communities)}
 
-        # owners get ids in name order, so that ties broken by id follow names
-        owner_names = sorted({n.owner for n in snapshot.nodes})
-        owner_id = {name: i for i, name in enumerate(owner_names)}
-        self.own_owners = [
-            tuple(owner_id[o] for o in c.owners if o in owner_id) for c in self.communities
-        ]
-
-        # nodes and shapes; shape ids in "cheapest first" order
-        nodes = []
-        seen: set[str] = set()
-        for node in snapshot.nodes:
-            if node.name not in seen:
-                seen.add(node.name)
-                nodes.append(node)
-        self.node_names = [n.name for n in nodes]
-        node_id = {name: i for i, name in enumerate(self.node_names)}
-        shape_keys: dict[tuple[str, int], tuple[float, int]] = {}  # key -> (weight, max gpus)
-        node_shape_key: list[tuple[str, int]] = []
-        for node in nodes:
-            cls = classes.get(node.gpu_class)
-            weight = cls.weight if cls is not None else 1.0
-            memory = node.memory_mib or (cls.memory_mib if cls is not None else 0)
-            key = (node.gpu_class, memory)
-            node_shape_key.append(key)
-            _, biggest = shape_keys.get(key, (weight, 0))
-            shape_keys[key] = (weight, max(biggest, node.gpus, 0))
-        ordered = sorted(shape_keys, key=lambda k: (shape_keys[k][0], k[1], k[0]))
-        self.shapes = [
-            Shape(i, k[0], k[1], shape_keys[k][0], shape_keys[k][1]) for i, k in enumerate(ordered)
-        ]
-        shape_id = {k: i for i, k in enumerate(ordered)}
-        shape_of = [shape_id[k] for k in node_shape_key]
-        self.index = index = FreeIndex(self.shapes, shape_of, [owner_id[n.owner] for n in nodes])
-        weight_of = [self.shapes[s].weight for s in shape_of]
-
-        # running workloads: reclaim those touching unavailable nodes, count the rest
-        n_communities = len(self.communities)
-        self.alloc = [0.0] * n_communities
-        used = [0] * len(nodes)
-        self.preemptions: list[Preemption] = []
+    def _count_running(self) -> list[int]:
+        """Reclaim the running workloads that touch unavailable nodes; count the others in
+        ``alloc`` and ``live``. Returns the GPUs used per node."""
+        pool = self.pool
+        nodes, node_id, weight_of = pool.nodes, pool.node_id, pool.weight_of
+        self.alloc = [0.0] * len(self.communities)
         self.live: list[Live] = []
-        for r in snapshot.running:
+        used = [0] * len(nodes)
+        now = self.snapshot.now
+        for r in self.snapshot.running:
             ids: list[int] = []
             for name in r.placement:
                 i = node_id.get(name, -1)
@@ -138,58 +137,50 @@ class _Cycle:
                 c = self.cid.get(r.workload.community, -1)
                 if c >= 0:
                     self.alloc[c] += units
-                self.live.append(Live(r, c, ids, g, units))
+                self.live.append(Live(r, c, ids, g, units, work_at_risk(r, now)))
+        return used
 
-        # the free-block index and the static capacity (per shape: node sizes)
-        capacity = 0.0
-        self.node_sizes: list[dict[int, int]] = [{} for _ in self.shapes]
-        for i, node in enumerate(nodes):
-            if node.available and node.gpus > 0:
-                index.add(i, max(0, node.gpus - used[i]))
-                capacity += node.gpus * weight_of[i]
-                sizes = self.node_sizes[shape_of[i]]
-                sizes[node.gpus] = sizes.get(node.gpus, 0) + 1
-        self.capacity = capacity
-        self._fit_cache: dict[tuple[str | None, int, int, int], tuple[list[int], _Why | None]] = {}
-
-        # victims per shape, in victim order, past their minimum runtime
-        self.candidates: list[list[Live]] = [[] for _ in self.shapes]
-        if policy.preemption:
-            for live in self.live:
-                if live.community < 0:
-                    continue
-                if snapshot.now - live.running.started < policy.min_runtime_s:
-                    continue
+    def _victim_candidates(self) -> list[list[Live]]:
+        """Victims per shape, in victim order: of known communities, past their minimum
+        runtime (none when preemption is off)."""
+        candidates: list[list[Live]] = [[] for _ in self.shapes]
+        if not self.policy.preemption:
+            return candidates
+        shape_of = self.pool.shape_of
+        for live in self.live:
+            if live.community >= 0 and not self._protected(live):
                 for s in sorted({shape_of[i] for i in live.nodes}):
-                    self.candidates[s].append(live)
-            for cands in self.candidates:
-                cands.sort(key=victim_order)
-        #: candidate victims per node (defragmenting preemption), built on first use
-        self._victims_on_node: list[list[Live]] | None = None
-        self._lowest_priority = 0
-        # movable workloads per node (consolidation): one worker, training, past min runtime
+                    candidates[s].append(live)
+        for cands in candidates:
+            cands.sort(key=victim_order)
+        return candidates
+
+    def _index_movable(self) -> None:
+        """Movable workloads per node (consolidation): one worker, training, of a known
+        community, past its minimum runtime; and their count per shape."""
         self.on_node: list[list[Live]] = []
         self.movable_per_shape = [0] * len(self.shapes)
-        if policy.consolidation:
-            self.on_node = [[] for _ in nodes]
-            for live in self.live:
-                if (
-                    live.community >= 0
-                    and len(live.nodes) == 1
-                    and not live.serving
-                    and snapshot.now - live.running.started >= policy.min_runtime_s
-                ):
-                    live.movable = True
-                    self.on_node[live.nodes[0]].append(live)
-                    self.movable_per_shape[shape_of[live.nodes[0]]] += 1
+        if not self.policy.consolidation:
+            return
+        self.on_node = [[] for _ in self.node_names]
+        for live in self.live:
+            if (
+                live.community >= 0
+                and len(live.nodes) == 1
+                and not live.serving
+                and not self._protected(live)
+            ):
+                live.movable = True
+                self.on_node[live.nodes[0]].append(live)
+                self.movable_per_shape[self.pool.shape_of[live.nodes[0]]] += 1
 
-        # queues and demand
+    def _queue_pending(self) -> list[float]:
+        """Queue the pending workloads per community in workload order; returns the demand
+        (running plus waiting that could ever fit, as the next cycle will count it)."""
         self.queues: list[list[_Entry]] = [[] for _ in self.communities]
         self.unknown: list[Workload] = []
-        demand = dict.fromkeys(by_name, 0.0)
-        for c, community in enumerate(self.communities):
-            demand[community.name] = self.alloc[c]
-        for w in snapshot.pending:
+        demand = list(self.alloc)
+        for w in self.snapshot.pending:
             c = self.cid.get(w.community, -1)
             if c < 0:
                 self.unknown.append(w)
@@ -197,37 +188,29 @@ class _Cycle:
             fitting, why = self._fit(w)
             self.queues[c].append((w, fitting, why))
             if fitting:
-                demand[w.community] += w.gpus * self.shapes[fitting[0]].weight
+                demand[c] += w.gpus * self.shapes[fitting[0]].weight
         # the caller queues a reclaimed workload again: the next cycle counts it as waiting
-        # demand, so this one does too (one unit of account across cycles)
         for p in self.preemptions:
-            if p.running.workload.community in self.cid:
-                demand[p.running.workload.community] += self._cheapest_units(p.running.workload)
+            c = self.cid.get(p.running.workload.community, -1)
+            if c >= 0:
+                demand[c] += self._cheapest_units(p.running.workload)
         for q in self.queues:
             q.sort(key=lambda entry: workload_order(entry[0]))
-        #: demand as the next cycle will count it (see ``_charge``), and whether the
-        #: entitlements below were computed from it
-        self.demand = [demand[c.name] for c in self.communities]
-        self._stale = False
-        ent = entitlements(self.communities, demand, capacity, policy)
-        self.entitled = [ent[c.name] for c in self.communities]
-        self.caps = [
-            math.inf if c.max_gpus is None else float(c.max_gpus) for c in self.communities
-        ]
-        self.guaranteed = [float(c.guaranteed_gpus) for c in self.communities]
-        #: what reclaiming borrowed GPUs leaves a victim's community: its guarantee floor
-        self.floors = [min(g, e) for g, e in zip(self.guaranteed, self.entitled, strict=True)]
-        self._weights = weights(self.communities, policy)
+        return demand
 
-        self.admissions: list[Admission] = []
-        self.moves: list[Admission] = []
-        self.preempted_in_pass = False
-        self.preempted_shapes: set[int] = set()
-        #: (shape, GPUs per worker, strict rule?) -> (index version, fewest workers that
-        #: failed to preempt)
-        self._memo: dict[tuple[int, int, bool], tuple[int, int]] = {}
-        #: the same for consolidation
-        self._move_memo: dict[tuple[int, int], tuple[int, int]] = {}
+    def _protected(self, live: Live) -> bool:
+        """Whether ``live`` is inside its minimum runtime, which grows with its restarts."""
+        policy, r = self.policy, live.running
+        runtime = policy.min_runtime_s * policy.restart_backoff**r.restarts
+        return self.snapshot.now - r.started < runtime
+
+    def _delay_left(self, w: Workload) -> float:
+        """Seconds ``w`` still waits before it may preempt or move others (0: it may)."""
+        since = w.created if w.waiting_since is None else w.waiting_since
+        return max(0.0, since + self.policy.preemption_delay_s - self.snapshot.now)
+
+    def _patient(self, w: Workload) -> bool:
+        return self.policy.preemption_delay_s <= 0 or self._delay_left(w) <= 0
 
     def _fit(self, w: Workload) -> tuple[list[int], _Why | None]:
         """Shapes that could hold ``w`` in an empty pool (cheapest first), or why none can."""
@@ -240,22 +223,23 @@ class _Cycle:
             for s in self.shapes
             if (w.gpu_class is None or s.gpu_class == w.gpu_class)
             and s.memory_mib >= w.min_gpu_memory_mib
-            and self.node_sizes[s.id]
+            and self.pool.node_sizes[s.id]
         ]
         g = w.gpus_per_worker
         why: _Why | None = None
         fitting = [
             s
             for s in eligible
-            if g > 0 and sum(k * (size // g) for size, k in self.node_sizes[s].items()) >= w.workers
+            if g > 0
+            and sum(k * (size // g) for size, k in self.pool.node_sizes[s].items()) >= w.workers
         ]
         if not eligible:
             why = (reasons.no_matching_gpus, (w.gpu_class, w.min_gpu_memory_mib))
         elif not fitting:
-            largest = max(eligible, key=lambda s: max(self.node_sizes[s]))
+            largest = max(eligible, key=lambda s: max(self.pool.node_sizes[s]))
             why = (
                 reasons.gang_too_large,
-                (w.workers, g, self.shapes[largest].gpu_class, max(self.node_sizes[largest])),
+                (w.workers, g, self.shapes[largest].gpu_class, max(self.pool.node_sizes[largest])),
             )
         self._fit_cache[key] = (fitting, why)
         return fitting, why
@@ -329,14 +313,17 @@ class _Cycle:
                     self._admit(w, c, s, units)
                     return None
                 capped = capped or units
+        # restarting others is for workloads that waited long enough (preemption delay)
+        patient = self._patient(w)
         # moving small workloads off a nearly free node costs nobody any share: try it first
-        if self.policy.consolidation and self._consolidate_for(w, c, fitting):
+        if patient and self.policy.consolidation and self._consolidate_for(w, c, fitting):
             return None
-        self._refresh()
+        self.shares.refresh()
         # the cheapest shape costs least: if even it would take the community above its
         # entitlement, no preemption is allowed on any shape
         if (
-            self.policy.preemption
+            patient
+            and self.policy.preemption
             and allocated + cheapest <= self.entitled[c] + EPSILON
             and self._preempt_for(w, c, fitting)
         ):
@@ -350,9 +337,10 @@ class _Cycle:
         if allocated + cheapest > self.entitled[c] + EPSILON:
             return (reasons.over_share, (allocated, self.entitled[c], cheapest))
         s = fitting[0]
+        left = 0.0 if patient else self._delay_left(w)
         return (
             reasons.pool_exhausted,
-            (n, g, shapes[s].gpu_class, free_total[s], self.policy.preemption),
+            (n, g, shapes[s].gpu_class, free_total[s], self.policy.preemption, left),
         )
 
     def _preempt_for(self, w: Workload, c: int, fitting: list[int]) -> bool:
@@ -424,7 +412,7 @@ class _Cycle:
             # it waits again, and demand counts it at its cheapest shape (as the next cycle)
             less = live.units - self._cheapest_units(live.running.workload)
             if less:
-                self._add_demand(live.community, -less)
+                self.shares.add(live.community, -less)
             # a victim placed across shapes frees GPUs on each of them
             self.preempted_shapes.update(shape_of[i] for i in live.nodes)
         self.preempted_in_pass = True
@@ -469,26 +457,19 @@ class _Cycle:
         return False
 
     def _move_and_admit(self, w: Workload, c: int, s: int, units: float) -> bool:
-        """Plan moves on shape ``s`` (free GPUs suffice in total), place ``w``, move; or undo."""
-        n, g = w.workers, w.gpus_per_worker
-        index = self.index
-        moved = plan_moves(index, s, n, g, on_node=self.on_node, budget=n * g)
-        if moved is None:
+        """Move workloads on shape ``s`` to place ``w`` (``consolidation.consolidate``)."""
+        done = consolidate(
+            self.index,
+            s,
+            w.workers,
+            w.gpus_per_worker,
+            on_node=self.on_node,
+            own_owners=self.own_owners[c],
+            serving=w.serving,
+        )
+        if done is None:
             return False
-        version = index.version
-        for live in moved:
-            index.give(live.nodes[0], live.gpus)
-        nodes = place(index, s, n, g, own_owners=self.own_owners[c], serving=w.serving)
-        spare = n * g - sum(live.gpus for live in moved)
-        placed = replace_moved(index, s, moved, on_node=self.on_node, budget=spare)
-        if placed is None:
-            for i in nodes:
-                index.give(i, g)
-            for live in moved:
-                index.take(live.nodes[0], live.gpus)
-            # the pool is exactly as it was: memoised failures still hold
-            index.version = version
-            return False
+        nodes, placed = done
         names = self.node_names
         for live, node in placed:
             if node == live.nodes[0]:
@@ -504,43 +485,25 @@ class _Cycle:
         return True
 
     def _preempt_and_move(self, w: Workload, c: int, s: int, units: float) -> list[Live] | None:
-        """Preempt givable victims until shape ``s`` has the gang's GPUs free, then move.
-
-        For a gang that no single node can be cleared for: the victims free GPUs anywhere
-        (greedy, victim order, same rules as :func:`find_victims`), consolidation gathers
-        free GPUs into blocks. Victims whose GPUs stayed free are put back. On failure
-        nothing changes and None is returned.
-        """
-        index, alloc = self.index, self.alloc
+        """Preempt givable victims until shape ``s`` has the gang's GPUs free, then move
+        (for a gang no single node can be cleared for). Victims whose GPUs stayed free are
+        put back. On failure nothing changes and None is returned."""
+        version = self.index.version
+        taken = free_in_total(
+            self.index,
+            s,
+            w.workers * w.gpus_per_worker,
+            preemptor=c,
+            candidates=self.candidates[s],
+            alloc=self.alloc,
+            entitled=self.entitled,
+            guaranteed=self.guaranteed,
+        )
         need = w.workers * w.gpus_per_worker
-        version = index.version
-        taken: list[Live] = []
-        for live in self.candidates[s]:
-            if index.free_total[s] >= need:
-                break
-            v = live.community
-            if live.preempted or v == c or v < 0:
-                continue
-            if not givable(live, 0.0, alloc, self.entitled, self.entitled, self.guaranteed):
-                continue
-            release(index, live, alloc)
-            live.preempted = True  # neither a victim twice nor moved
-            taken.append(live)
-        if index.free_total[s] >= need and self._move_and_admit(w, c, s, units):
-            needed: list[Live] = []
-            for live in reversed(taken):
-                held = Counter(live.nodes)
-                if all(index.free[i] >= live.gpus * k for i, k in held.items()):
-                    restore(index, live, alloc)  # its GPUs were not needed after all
-                    live.preempted = False
-                else:
-                    needed.append(live)
-            needed.reverse()
-            return needed
-        for live in reversed(taken):
-            restore(index, live, alloc)
-            live.preempted = False
-        index.version = version
+        if self.index.free_total[s] >= need and self._move_and_admit(w, c, s, units):
+            return keep_used(self.index, taken, self.alloc)
+        undo(self.index, taken, self.alloc)
+        self.index.version = version
         return None
 
     def _admit(self, w: Workload, c: int, s: int, units: float) -> None:
@@ -572,42 +535,10 @@ class _Cycle:
         self.alloc[c] += units
         extra = units - self._cheapest_units(w)
         if extra:
-            self._add_demand(c, extra)
-
-    def _add_demand(self, c: int, delta: float) -> None:
-        """Change community ``c``'s demand; mark the entitlements stale if they can change.
-
-        They cannot while ``c`` is strictly between its floor and its cap before and after
-        (demand above what it is entitled to): the water level is where it was. In a
-        contended pool that is the common case, so entitlements are recomputed seldom.
-        """
-        old = self.demand[c]
-        new = self.demand[c] = old + delta
-        if self._stale:
-            return
-        share, top, guaranteed = self.entitled[c], self.caps[c], self.guaranteed[c]
-        cap_old, cap_new = min(old, top), min(new, top)
-        if (
-            self._weights[c] > 0
-            and share < cap_old - EPSILON
-            and share < cap_new - EPSILON
-            and min(guaranteed, cap_old) == min(guaranteed, cap_new)
-        ):
-            return
-        self._stale = True
-
-    def _refresh(self) -> None:
-        """Recompute the entitlements (in place) if demand changed since they were computed."""
-        if not self._stale:
-            return
-        self._stale = False
-        demand = {c.name: d for c, d in zip(self.communities, self.demand, strict=True)}
-        ent = entitlements(self.communities, demand, self.capacity, self.policy)
-        self.entitled[:] = [ent[c.name] for c in self.communities]
-        self.floors[:] = [min(g, e) for g, e in zip(self.guaranteed, self.entitled, strict=True)]
+            self.shares.add(c, extra)
 
     def _decisions(self, waiting: list[tuple[_Entry, _Why]]) -> Decisions:
-        self._refresh()
+        self.shares.refresh()
         out: list[Waiting] = []
         # thousands of waiting workloads share a handful of reasons: format each once
         formatted: dict[_Why, reasons.Reason] = {}

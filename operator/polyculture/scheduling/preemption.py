@@ -6,7 +6,8 @@ shape being tried that ran at least the minimum runtime (filtered by the caller)
 taken only while its community is above its entitlement and keeps at least ``keep`` without
 it — its entitlement under the strict rule, its guarantee when reclaiming borrowed GPUs —
 and a serving workload only while its community stays at or above its guarantee. Candidates
-are taken in order (lowest priority, then most recently started) until the gang fits; then
+are taken in order (lowest priority, fewest past restarts, least work since its last
+checkpoint, most recently started) until the gang fits; then
 victims that are not needed are put back, newest taken first. If the greedy pass failed
 because a community had nothing left to give, each candidate is tried alone. The preemptor
 never ends above its entitlement, so it is no victim for anybody unless it borrows later:
@@ -14,6 +15,9 @@ no cycles.
 """
 
 from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
 
 from polyculture.scheduling.capacity import FreeIndex
 from polyculture.scheduling.entitlement import EPSILON
@@ -24,6 +28,7 @@ class Live:
     """A running workload of the snapshot, as the cycle tracks it (mutable, numbers only)."""
 
     __slots__ = (
+        "at_risk",
         "community",
         "gpus",
         "movable",
@@ -41,6 +46,7 @@ class Live:
         nodes: list[int],
         gpus: int,
         units: float,
+        at_risk: float = 0.0,
     ) -> None:
         self.running = running
         #: community id, -1 for a community the pool does not know (never a victim)
@@ -55,12 +61,32 @@ class Live:
         self.preempted = False
         #: may be moved by consolidation (set by the cycle, see ``consolidation``)
         self.movable = False
+        #: seconds of work it would redo if stopped now (see :func:`work_at_risk`)
+        self.at_risk = at_risk
 
 
-def victim_order(live: Live) -> tuple[int, float, str]:
-    """Lowest priority first, then most recently started, then key."""
+def work_at_risk(running: Running, now: float) -> float:
+    """Seconds of work ``running`` loses if stopped at ``now``: since its latest checkpoint.
+
+    The latest checkpoint is ``last_checkpoint`` (else ``started``), moved on by whole
+    ``checkpoint_interval_s`` when the workload saves periodically.
+    """
+    since = running.started if running.last_checkpoint is None else running.last_checkpoint
+    interval = running.checkpoint_interval_s
+    if interval > 0 and now > since:
+        since += (now - since) // interval * interval
+    return max(0.0, now - since)
+
+
+#: see :func:`victim_order`
+VictimOrder = tuple[int, int, float, float, str]
+
+
+def victim_order(live: Live) -> VictimOrder:
+    """Lowest priority first, then fewest past restarts, then least work at risk, then most
+    recently started, then key (without restarts or checkpoints: most recently started)."""
     r = live.running
-    return (r.workload.priority, -r.started, r.workload.key)
+    return (r.workload.priority, r.restarts, live.at_risk, -r.started, r.workload.key)
 
 
 def givable(
@@ -97,6 +123,22 @@ def restore(index: FreeIndex, live: Live, alloc: list[float]) -> None:
     for node in live.nodes:
         index.take(node, live.gpus)
     alloc[live.community] += live.units
+
+
+def put_back(
+    index: FreeIndex, taken: list[Live], alloc: list[float], fits: Callable[[], bool]
+) -> list[Live]:
+    """Give back every victim of ``taken`` not needed for ``fits`` to hold, newest taken
+    first; the victims still needed, in the order taken (their GPUs stay freed)."""
+    needed: list[Live] = []
+    for live in reversed(taken):
+        restore(index, live, alloc)
+        if fits():
+            continue
+        release(index, live, alloc)
+        needed.append(live)
+    needed.reverse()
+    return needed
 
 
 def find_victims(
@@ -140,16 +182,7 @@ def find_victims(
             fits = True
             break
     if fits:
-        # put back every victim that is not needed, newest taken first
-        needed: list[Live] = []
-        for live in reversed(taken):
-            restore(index, live, alloc)
-            if index.slots(shape, gpus_per_worker) >= workers:
-                continue
-            release(index, live, alloc)
-            needed.append(live)
-        needed.reverse()
-        return needed
+        return put_back(index, taken, alloc, lambda: index.slots(shape, gpus_per_worker) >= workers)
     for live in reversed(taken):
         restore(index, live, alloc)
     if not starved:
@@ -197,7 +230,7 @@ def find_block_victims(
     count, buckets = index.count[shape], index.buckets[shape]
     taken: list[Live] = []
     while index.slots(shape, g) < workers:
-        best: tuple[tuple[int, int, int, tuple[int, float, str]], list[Live]] | None = None
+        best: tuple[tuple[int, int, int, VictimOrder], list[Live]] | None = None
         for f in range(min(g, len(count)) - 1, -1, -1):
             lacking = g - f
             # nodes with fewer free GPUs cost at least ``lacking`` units: no better than best
@@ -248,12 +281,55 @@ def find_block_victims(
             taken.append(live)
     for live in taken:
         live.preempted = False
-    needed: list[Live] = []
-    for live in reversed(taken):
-        restore(index, live, alloc)
-        if index.slots(shape, g) >= workers:
+    return put_back(index, taken, alloc, lambda: index.slots(shape, g) >= workers)
+
+
+def free_in_total(
+    index: FreeIndex,
+    shape: int,
+    need: int,
+    *,
+    preemptor: int,
+    candidates: list[Live],
+    alloc: list[float],
+    entitled: list[float],
+    guaranteed: list[float],
+) -> list[Live]:
+    """Preempt givable victims (strict rule, victim order) until ``shape`` has ``need`` GPUs
+    free in total, wherever they are; the victims taken, marked preempted (for consolidation
+    to gather the free GPUs into blocks: see :func:`keep_used`)."""
+    taken: list[Live] = []
+    for live in candidates:
+        if index.free_total[shape] >= need:
+            break
+        v = live.community
+        if live.preempted or v == preemptor or v < 0:
+            continue
+        if not givable(live, 0.0, alloc, entitled, entitled, guaranteed):
             continue
         release(index, live, alloc)
-        needed.append(live)
+        live.preempted = True  # neither a victim twice nor moved
+        taken.append(live)
+    return taken
+
+
+def keep_used(index: FreeIndex, taken: list[Live], alloc: list[float]) -> list[Live]:
+    """Of ``taken``, give back (newest first) each victim whose GPUs all stayed free; the
+    victims whose GPUs were used, in the order taken."""
+    needed: list[Live] = []
+    for live in reversed(taken):
+        held = Counter(live.nodes)
+        if all(index.free[i] >= live.gpus * k for i, k in held.items()):
+            restore(index, live, alloc)
+            live.preempted = False
+        else:
+            needed.append(live)
     needed.reverse()
     return needed
+
+
+def undo(index: FreeIndex, taken: list[Live], alloc: list[float]) -> None:
+    """Give back every victim of ``taken`` (newest first) and unmark it."""
+    for live in reversed(taken):
+        restore(index, live, alloc)
+        live.preempted = False

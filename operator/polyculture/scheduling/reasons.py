@@ -82,8 +82,15 @@ def over_share(allocated: float, entitled: float, need: float) -> Reason:
 
 
 def pool_exhausted(
-    workers: int, gpus_per_worker: int, gpu_class: str, free: int, preemption: bool
+    workers: int,
+    gpus_per_worker: int,
+    gpu_class: str,
+    free: int,
+    preemption: bool,
+    delay_left_s: float = 0.0,
 ) -> Reason:
     why = "none preemptible within fair share" if preemption else "preemption is off"
+    if preemption and delay_left_s > 0:
+        why = f"may preempt in {delay_left_s:.0f} s (preemption delay)"
     what = _what(workers, gpus_per_worker, gpu_class)
     return POOL_EXHAUSTED, f"pool capacity exhausted: needs {what}, {free} {gpu_class} free, {why}"

@@ -75,6 +75,8 @@ class Workload:
     min_gpu_memory_mib: int = 0
     #: seconds (epoch or virtual); older goes first among equals
     created: float = 0.0
+    #: since when it waits (requeued after a preemption: since then); None means ``created``
+    waiting_since: float | None = None
 
     @property
     def gpus(self) -> int:
@@ -89,6 +91,13 @@ class Running:
     workload: Workload
     placement: tuple[str, ...]
     started: float = 0.0
+    #: times it was preempted or moved before this run
+    restarts: int = 0
+    #: when it last saved a checkpoint (None: never, its work since ``started`` is at risk)
+    last_checkpoint: float | None = None
+    #: seconds between its checkpoints, when it saves them periodically (0: unknown); with
+    #: ``last_checkpoint`` (or ``started``) it dates the latest checkpoint at ``now``
+    checkpoint_interval_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +116,11 @@ class Policy:
     blend: float = 0.5
     #: move small running workloads (restart elsewhere) to clear a block for a waiting gang
     consolidation: bool = False
+    #: the minimum runtime grows by this factor with each past restart of a workload
+    #: (``min_runtime_s * backoff ** restarts``); 1 keeps it flat
+    restart_backoff: float = 1.0
+    #: a waiting workload may preempt or move others only once it waited this long
+    preemption_delay_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

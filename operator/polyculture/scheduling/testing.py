@@ -113,12 +113,25 @@ class WorkloadBuilder:
         self._w = replace(self._w, created=created)
         return self
 
+    def waiting_since(self, since: float | None) -> Self:
+        self._w = replace(self._w, waiting_since=since)
+        return self
+
     def obj(self) -> Workload:
         return self._w
 
-    def running(self, *placement: str, started: float = 0.0) -> Running:
+    def running(
+        self,
+        *placement: str,
+        started: float = 0.0,
+        restarts: int = 0,
+        last_checkpoint: float | None = None,
+        checkpoint_interval_s: float = 0.0,
+    ) -> Running:
         """The workload already admitted on ``placement`` (one node name per worker)."""
-        return Running(self._w, tuple(placement), started)
+        return Running(
+            self._w, tuple(placement), started, restarts, last_checkpoint, checkpoint_interval_s
+        )
 
 
 def make_workload(key: str, community: str) -> WorkloadBuilder:

@@ -73,9 +73,13 @@ class FifoPolicy:
 
     name = "fifo"
     preemptible_after_s: float | None = None
+    patience_s: float | None = None
 
     def __init__(self, nodes: Sequence[PoolNode]) -> None:
         self._nodes = list(range(len(nodes)))
+
+    def protected_s(self, jobstate: JobState) -> float | None:
+        return None
 
     def cycle(self, state: PoolState, now: float) -> Cycle:
         cycle = Cycle()
@@ -90,12 +94,16 @@ class PartitionPolicy:
 
     name = "partition"
     preemptible_after_s: float | None = None
+    patience_s: float | None = None
 
     def __init__(self, nodes: Sequence[PoolNode]) -> None:
         self._slices: dict[str, list[int]] = {}
         for i, node in enumerate(nodes):
             if node.partition is not None:
                 self._slices.setdefault(node.partition, []).append(i)
+
+    def protected_s(self, jobstate: JobState) -> float | None:
+        return None
 
     def cycle(self, state: PoolState, now: float) -> Cycle:
         cycle = Cycle()

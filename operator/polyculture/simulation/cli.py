@@ -86,6 +86,27 @@ def parser() -> argparse.ArgumentParser:
         "(never reclaims borrowed GPUs below it)",
     )
     parse.add_argument(
+        "--restart-backoff",
+        type=float,
+        default=1.0,
+        help="fair policy: a job's minimum runtime grows by this factor with each restart "
+        "(default 1: flat)",
+    )
+    parse.add_argument(
+        "--preemption-delay",
+        type=float,
+        default=0.0,
+        help="fair policy: seconds a queued job waits before it may preempt or move others",
+    )
+    parse.add_argument(
+        "--victim-order",
+        choices=("cost", "start"),
+        default="cost",
+        help="fair policy: the core is told each job's restarts and checkpoints and takes "
+        "victims with fewest restarts, then least work at risk (cost, default); or it is told "
+        "neither and takes the most recently started (start)",
+    )
+    parse.add_argument(
         "--no-consolidation",
         action="store_true",
         help="fair policy never moves running jobs to clear a block for a waiting gang",
@@ -98,7 +119,16 @@ def main(argv: list[str]) -> int:
     if args.gpus <= 0 or args.nodes_gpus <= 0:
         print("polyculture simulate: --gpus and --nodes-gpus must be positive", file=sys.stderr)
         return 2
-    costs = ("--restart-cost", "--checkpoint-interval", "--grace", "--min-runtime")
+    if args.restart_backoff < 1:
+        print("polyculture simulate: --restart-backoff must be >= 1", file=sys.stderr)
+        return 2
+    costs = (
+        "--restart-cost",
+        "--checkpoint-interval",
+        "--grace",
+        "--min-runtime",
+        "--preemption-delay",
+    )
     for flag in costs:
         if getattr(args, flag[2:].replace("-", "_")) < 0:
             print(f"polyculture simulate: {flag} must be >= 0", file=sys.stderr)
@@ -140,6 +170,10 @@ def run(trace: Trace, args: argparse.Namespace) -> tuple[dict[str, object], dict
             min_runtime_s=args.min_runtime,
             consolidation=not args.no_consolidation,
             reclaim=not args.no_reclaim,
+            restart_backoff=args.restart_backoff,
+            preemption_delay_s=args.preemption_delay,
+            victim_costs=args.victim_order == "cost",
+            checkpoint_interval_s=args.checkpoint_interval,
         )
 
     plans: dict[str, tuple[tuple[PoolNode, ...], Callable[[tuple[PoolNode, ...]], Policy]]] = {
@@ -191,6 +225,9 @@ def run(trace: Trace, args: argparse.Namespace) -> tuple[dict[str, object], dict
         "preemption": not args.no_preemption,
         "reclaim": not args.no_reclaim,
         "consolidation": not args.no_consolidation,
+        "restart_backoff": args.restart_backoff,
+        "preemption_delay_s": args.preemption_delay,
+        "victim_order": args.victim_order,
         "elapsed_s": round(sum(elapsed.values()), 2),
     }
     return report, results

@@ -76,6 +76,10 @@ class FairPolicy:
         min_runtime_s: float = 0.0,
         consolidation: bool = True,
         reclaim: bool = True,
+        restart_backoff: float = 1.0,
+        preemption_delay_s: float = 0.0,
+        checkpoint_interval_s: float = 0.0,
+        victim_costs: bool = False,
     ) -> None:
         self._nodes = tuple(Node(n.name, n.owner, _GPU_CLASS, n.gpus) for n in nodes)
         self._node_index = {node.name: i for i, node in enumerate(nodes)}
@@ -87,24 +91,39 @@ class FairPolicy:
             min_runtime_s=min_runtime_s,
             consolidation=consolidation,
             reclaim=reclaim,
+            restart_backoff=restart_backoff,
+            preemption_delay_s=preemption_delay_s,
         )
+        #: whether the core is told each running job's restarts and checkpoints
+        self._victim_costs = victim_costs
+        self._checkpoint_interval_s = checkpoint_interval_s if victim_costs else 0.0
         # a job becomes preemptible or movable once it ran the minimum runtime
         moves = preemption or consolidation
         self.preemptible_after_s: float | None = min_runtime_s if moves else None
+        self.patience_s: float | None = preemption_delay_s if moves else None
         self._workloads: dict[str, Workload] = {}
         self._live: dict[str, Running] = {}
         self.core_calls = 0
         self.core_pending = 0
 
+    def protected_s(self, jobstate: JobState) -> float | None:
+        """The core's minimum runtime for ``jobstate``: it grows with the job's restarts."""
+        if self.preemptible_after_s is None:
+            return None
+        return self.preemptible_after_s * self._policy.restart_backoff**jobstate.restarts
+
     def _workload(self, jobstate: JobState) -> Workload:
         workload = self._workloads.get(jobstate.job.key)
-        if workload is None:
+        # a requeued victim waits since it was preempted
+        since = jobstate.queued_since if jobstate.restarts else None
+        if workload is None or workload.waiting_since != since:
             workload = Workload(
                 key=jobstate.job.key,
                 community=jobstate.job.community,
                 workers=jobstate.workers,
                 gpus_per_worker=jobstate.gpus_per_worker,
                 created=jobstate.job.arrival,
+                waiting_since=since,
             )
             self._workloads[jobstate.job.key] = workload
         return workload
@@ -116,12 +135,17 @@ class FairPolicy:
             self._live = {}
             for jobstate in state.running.values():
                 state.journal.append((True, jobstate))
+        told = self._victim_costs
         for started, jobstate in state.journal:
             if started:
                 self._live[jobstate.job.key] = Running(
                     workload=self._workload(jobstate),
                     placement=tuple(self._nodes[i].name for i in jobstate.placement),
                     started=jobstate.started,
+                    restarts=jobstate.restarts if told else 0,
+                    # it resumes from a checkpoint once reloaded, then saves periodically
+                    last_checkpoint=jobstate.started + jobstate.overhead if told else None,
+                    checkpoint_interval_s=self._checkpoint_interval_s,
                 )
             else:
                 del self._live[jobstate.job.key]

@@ -140,8 +140,14 @@ class Policy(Protocol):
     name: str
     #: seconds a job must run before it may be preempted; None when the policy never preempts
     preemptible_after_s: float | None
+    #: seconds a queued job waits before it may preempt others; None when it need not wait
+    patience_s: float | None
 
     def cycle(self, state: PoolState, now: float) -> Cycle: ...
+
+    def protected_s(self, jobstate: JobState) -> float | None:
+        """Seconds after its start that ``jobstate`` becomes preemptible (None: never)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,6 +276,8 @@ def replay(
             jobstate = arrivals[next_arrival]
             next_arrival += 1
             _enqueue(state, jobstate)
+            if policy.patience_s:
+                heapq.heappush(wakeups, now + policy.patience_s)
             changed = True
         while completions and completions[0][0] <= now:
             _, _, jobstate, attempt = heapq.heappop(completions)
@@ -302,6 +310,8 @@ def replay(
                 held.update(victim.placement)
                 stopped.add(victim.job.key)
                 _enqueue(state, victim)
+                if policy.patience_s:
+                    heapq.heappush(wakeups, now + policy.patience_s)
                 preemptions += 1
             for jobstate, placement in decided.admissions:
                 waits = jobstate.job.key in stopped or not held.isdisjoint(placement)
@@ -311,8 +321,9 @@ def replay(
                 sequence += 1
                 finish = start + jobstate.overhead + jobstate.remaining
                 heapq.heappush(completions, (finish, sequence, jobstate, jobstate.attempt))
-                if policy.preemptible_after_s:
-                    heapq.heappush(wakeups, start + policy.preemptible_after_s)
+                protected = policy.protected_s(jobstate)
+                if protected:
+                    heapq.heappush(wakeups, start + protected)
 
         if observe is not None:
             observe(now, state)

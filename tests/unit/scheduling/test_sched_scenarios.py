@@ -588,6 +588,78 @@ CASES = [
         want_messages={"x/t": "none preemptible within fair share"},
     ),
     Case(
+        "the minimum runtime doubles with each restart under a backoff of 2",
+        snapshot()
+        .nodes(two_nodes())
+        .communities("x", "y")
+        .now(100)
+        .running(
+            # restarted twice: protected for 30 * 2**2 = 120 s, it ran 90
+            workload("y/a", "y").gpus(8).running("n-0", started=10, restarts=2),
+            # restarted once: protected for 60 s, it ran 80
+            workload("y/b", "y").gpus(8).running("n-1", started=20, restarts=1),
+        )
+        .pending(workload("x/t", "x").gpus(8).obj())
+        .policy(min_runtime_s=30, restart_backoff=2)
+        .obj(),
+        want_admitted={"x/t": ("n-1",)},
+        want_preempted={"y/b": "FairShare"},
+    ),
+    Case(
+        "a victim restarted fewer times goes first",
+        snapshot()
+        .nodes(two_nodes())
+        .communities("x", "y")
+        .now(1000)
+        .running(
+            workload("y/a", "y").gpus(8).running("n-0", started=10),
+            workload("y/b", "y").gpus(8).running("n-1", started=20, restarts=1),
+        )
+        .pending(workload("x/t", "x").gpus(8).obj())
+        .obj(),
+        want_admitted={"x/t": ("n-0",)},
+        want_preempted={"y/a": "FairShare"},
+    ),
+    Case(
+        "a victim that just saved a checkpoint goes before a younger one that did not",
+        snapshot()
+        .nodes(two_nodes())
+        .communities("x", "y")
+        .now(1000)
+        .running(
+            # checkpoints every 300 s from 10: the last at 910, 90 s of work at risk
+            workload("y/a", "y").gpus(8).running("n-0", started=10, checkpoint_interval_s=300),
+            # none since it started at 700: 300 s at risk
+            workload("y/b", "y").gpus(8).running("n-1", started=700),
+        )
+        .pending(workload("x/t", "x").gpus(8).obj())
+        .obj(),
+        want_admitted={"x/t": ("n-0",)},
+        want_preempted={"y/a": "FairShare"},
+    ),
+    Case(
+        "a workload preempts only once it waited the preemption delay",
+        snapshot()
+        .nodes(two_nodes())
+        .communities("x", "y")
+        .now(1000)
+        .running(
+            workload("y/a", "y").gpus(8).running("n-0", started=10),
+            workload("y/b", "y").gpus(8).running("n-1", started=20),
+        )
+        .pending(
+            workload("x/t", "x").gpus(8).created(500).obj(),
+            # requeued at 900 after a preemption: it waits since then, not since 0
+            workload("x/u", "x").gpus(8).created(0).waiting_since(900).obj(),
+        )
+        .policy(preemption_delay_s=300)
+        .obj(),
+        want_admitted={"x/t": ("n-1",)},
+        want_preempted={"y/b": "FairShare"},
+        want_waiting={"x/u": "PoolExhausted"},
+        want_messages={"x/u": "may preempt in 200 s (preemption delay)"},
+    ),
+    Case(
         "a community borrowing beyond its entitlement can lose a whole gang to one within it",
         snapshot()
         .nodes(nodes("a", 2), nodes("b", 1, gpus=4))
