@@ -351,6 +351,25 @@ class RaySettings(SpecModel):
     )
 
 
+class ProvenancePolicy(SpecModel):
+    """What a model may do when its training read other data than it declares."""
+
+    serve_on_mismatch: bool = Field(
+        default=False,
+        alias="serveOnMismatch",
+        description="true: a model whose training job attested an artifact with another digest "
+        "than declared may still serve; false: it stops at Trained.",
+    )
+
+
+class LedgerSettings(SpecModel):
+    """The pool's hash-chained ledger of GPU-seconds given and used."""
+
+    period: PositiveDuration = Field(
+        default="5m", description="How often an entry is appended (at least 10s are used)."
+    )
+
+
 class ComputePoolSpec(SpecModel):
     """The desired pool: members, communities, fair-share rules and Ray settings."""
 
@@ -424,29 +443,10 @@ class ComputePoolSpec(SpecModel):
     )
     ray: RaySettings = Field(default_factory=RaySettings, json_schema_extra={"default": {}})
     provenance: ProvenancePolicy = Field(
-        default_factory=lambda: ProvenancePolicy(), json_schema_extra={"default": {}}
+        default_factory=ProvenancePolicy, json_schema_extra={"default": {}}
     )
     ledger: LedgerSettings = Field(
-        default_factory=lambda: LedgerSettings(), json_schema_extra={"default": {}}
-    )
-
-
-class ProvenancePolicy(SpecModel):
-    """What a model may do when its training read other data than it declares."""
-
-    serve_on_mismatch: bool = Field(
-        default=False,
-        alias="serveOnMismatch",
-        description="true: a model whose training job attested an artifact with another digest "
-        "than declared may still serve; false: it stops at Trained.",
-    )
-
-
-class LedgerSettings(SpecModel):
-    """The pool's hash-chained ledger of GPU-seconds given and used."""
-
-    period: Duration = Field(
-        default="5m", description="How often an entry is appended (at least 10s)."
+        default_factory=LedgerSettings, json_schema_extra={"default": {}}
     )
 
 

@@ -59,6 +59,9 @@ MODEL_COLUMNS: Final = [
         ".status.summary",
         "What the model waits for, or its endpoint once serving.",
     ),
+    _column(
+        "Provenance", "string", ".status.provenanceVerdict", "Whether its inputs were verified."
+    ),
     _AGE,
     _column("Community", "string", ".status.community", "Community accounted.", 1),
     _column("Queue", "integer", ".status.queuePosition", "Position in the queue (1 = next).", 1),

@@ -92,6 +92,7 @@ def test_printer_columns() -> None:
         "Phase",
         "GPUs",
         "Waiting-For/Endpoint",
+        "Provenance",
         "Age",
     ]
     assert columns("polyculture.dev_computepools.yaml") == [
