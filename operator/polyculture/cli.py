@@ -19,6 +19,7 @@ COMMANDS: Final[dict[str, tuple[str, str]]] = {
     "bench": ("polyculture.simulation.bench", "benchmark the scheduler (`bench scheduler ...`)"),
     "agent": ("polyculture.agent.cli", "node agent: read GPUs with NVML, label the Node"),
     "cluster": ("polyculture.controlplane.cli", "start/stop the local control plane (up|down)"),
+    "ledger": ("polyculture.ledger_cli", "a pool's hash-chained ledger: export, verify, totals"),
     "demo": ("polyculture.demo", "the embedded demo: control plane, pool, models, operator"),
     "status": ("polyculture.statusview", "live view of pools, communities, models, the ledger"),
 }

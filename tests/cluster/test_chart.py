@@ -114,8 +114,9 @@ def test_default_rendering_runs_one_active_operator_of_the_built_image(
     parsed = parse_args(args[1:])
     assert parsed.leader_election and parsed.leader_election_namespace == "polyculture-system"
     assert parsed.metrics_port == 9741
-    (role,) = kind(docs, "Role")
-    assert {r["resources"][0] for r in role["rules"]} == {"leases"}
+    roles = {r["metadata"]["name"]: r for r in kind(docs, "Role")}
+    assert {r["resources"][0] for r in roles["pc-operator-leader"]["rules"]} == {"leases"}
+    assert {r["resources"][0] for r in roles["pc-operator-ledger"]["rules"]} == {"configmaps"}
     assert kind(docs, "PodDisruptionBudget")[0]["spec"]["minAvailable"] == 1
     (service,) = kind(docs, "Service")
     assert service["spec"]["ports"][0]["port"] == 9741

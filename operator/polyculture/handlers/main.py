@@ -21,7 +21,7 @@ from polyculture.kube.client import configure
 
 def load_handlers() -> None:
     """Import every handler module: importing registers the handlers with kopf."""
-    from polyculture.handlers import admission, models, nodes, pools, settings  # noqa: F401
+    from polyculture.handlers import admission, ledger, models, nodes, pools, settings  # noqa: F401
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from polyculture.ledger.entries import GENESIS, Entry, format_time, parse_time
+from polyculture.ledger.entries import GENESIS, Entry, format_time, parse_time, to_millis
 from polyculture.ledger.totals import Totals
 
 
@@ -165,3 +165,31 @@ def next_entry(
         totals=totals,
     )
     return entry, new_head
+
+
+def readings(
+    pool: str, pool_status: Mapping[str, Any], models: Iterable[Mapping[str, Any]]
+) -> tuple[dict[str, int], list[ModelUsage]]:
+    """The counters as the statuses show them: owner -> GPU-ms provided (the pool's members)
+    and each model's GPU-ms used (models of ``pool`` only; community as accounted)."""
+    given = {
+        str(m["owner"]): to_millis(float(m.get("gpuSecondsProvided") or 0.0))
+        for m in pool_status.get("members") or []
+        if m.get("owner")
+    }
+    used = []
+    for body in models:
+        meta = body.get("metadata") or {}
+        spec = body.get("spec") or {}
+        status = body.get("status") or {}
+        if spec.get("pool") != pool or "gpuSecondsUsed" not in status:
+            continue
+        namespace = str(meta.get("namespace") or "")
+        used.append(
+            ModelUsage(
+                model=f"{namespace}/{meta.get('name')}",
+                community=str(status.get("community") or spec.get("community") or namespace),
+                gpu_ms=to_millis(float(status.get("gpuSecondsUsed") or 0.0)),
+            )
+        )
+    return given, used
