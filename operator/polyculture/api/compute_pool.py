@@ -387,10 +387,9 @@ class ComputePoolSpec(SpecModel):
                 {
                     "rule": "self.members.all(a, self.members.all(b, a.owner == b.owner || "
                     f"!({_CONTAINED})))",
-                    "messageExpression": "'the nodeSelector of member ' + self.members.filter(a, "
-                    f"self.members.exists(b, a.owner != b.owner && {_CONTAINED}))"
-                    ".map(a, a.owner).join(', ') + ' is contained in another member\\'s: both "
-                    "would claim the same nodes; give each owner a label of its own'",
+                    "message": "two members' nodeSelectors claim the same nodes: every label of "
+                    "one member's selector is also in another's; give each owner a label of its "
+                    "own",
                     "fieldPath": ".members",
                     "reason": "FieldValueDuplicate",
                 },

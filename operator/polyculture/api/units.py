@@ -374,6 +374,7 @@ MEMORY_MESSAGE: Final = (
 _MEMORY_SCHEMA: Final[dict[str, Any]] = {
     "anyOf": [{"type": "integer"}, {"type": "string"}],
     "x-kubernetes-int-or-string": True,
+    "maxLength": 32,
     "x-kubernetes-validations": [
         {
             "rule": f"type(self) == string && self.matches(r'{MEMORY_PATTERN}')",
