@@ -26,6 +26,7 @@ from polyculture.simulation.baselines import (
     partition_pool,
     partition_slices,
 )
+from polyculture.simulation.regimes import coop_trace, usage_weights
 from polyculture.simulation.replay import Policy, PoolNode, Replay, build_pool, replay
 from polyculture.simulation.trace import Trace, TraceError, load_config, load_philly, with_config
 
@@ -111,6 +112,21 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="fair policy never moves running jobs to clear a block for a waiting gang",
     )
+    parse.add_argument(
+        "--coop",
+        type=int,
+        metavar="N",
+        help="replay a small co-op cut from the trace: N communities of the middle of its "
+        "GPU-time ranking, gangs of at most half the pool, sampled to a load of 1 "
+        "(rules in polyculture.simulation.regimes)",
+    )
+    parse.add_argument(
+        "--weights",
+        choices=("config", "usage"),
+        default="config",
+        help="communities' weights and guarantees: from --config (default: equal), or "
+        "usage: proportional to each one's GPU time in the trace, guarantee half its slice",
+    )
     return parse
 
 
@@ -137,7 +153,11 @@ def main(argv: list[str]) -> int:
         trace = load_philly(args.trace, limit=args.limit)
         if args.config is not None:
             trace = with_config(trace, load_config(args.config))
-    except (OSError, TraceError) as error:
+        if args.coop is not None:
+            trace = coop_trace(trace, gpus=args.gpus, communities=args.coop, config=trace.config)
+        if args.weights == "usage":
+            trace = with_config(trace, usage_weights(trace, args.gpus))
+    except (OSError, TraceError, ValueError) as error:
         print(f"polyculture simulate: {error}", file=sys.stderr)
         return 2
     report, results = run(trace, args)
@@ -228,6 +248,12 @@ def run(trace: Trace, args: argparse.Namespace) -> tuple[dict[str, object], dict
         "restart_backoff": args.restart_backoff,
         "preemption_delay_s": args.preemption_delay,
         "victim_order": args.victim_order,
+        "coop_communities": args.coop,
+        "weights": args.weights,
+        "config": {
+            name: {"weight": c.weight, "guaranteed_gpus": c.guaranteed_gpus, "max_gpus": c.max_gpus}
+            for name, c in sorted(trace.config.items())
+        },
         "elapsed_s": round(sum(elapsed.values()), 2),
     }
     return report, results
