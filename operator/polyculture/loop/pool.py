@@ -67,6 +67,7 @@ from polyculture.reconcile.admission import (
     snapshot,
 )
 from polyculture.reconcile.conditions import condition, parse_time
+from polyculture.reconcile.provenance import ATTESTATION_TAIL_LINES, after_training, job_artifacts
 from polyculture.scheduling import Decisions, schedule
 
 log = logging.getLogger(__name__)
@@ -171,6 +172,7 @@ class PoolLoop:
         self.backend_kind = ""
         self.backend: ClusterBackend | None = None
         self.backend_error = ""
+        self.serve_on_mismatch = False
 
     # -- the step ----------------------------------------------------------------------------
 
@@ -185,6 +187,7 @@ class PoolLoop:
         now = self.now()
         spec = ComputePoolSpec.model_validate(dict(pool_body.get("spec") or {}))
         self._choose_backend(spec.ray.backend.value)
+        self.serve_on_mismatch = spec.provenance.serve_on_mismatch
         stored = dict(pool_body.get("status") or {})
         ours = {k: v for k, v in (self.pool_written or {}).items() if k != "conditions"}
         pool_status = {**stored, **ours}
@@ -388,7 +391,20 @@ class PoolLoop:
         if outcome.kind == "started" and view.phase == Phase.ADMITTED.value:
             self._transition(view, lifecycle.training_started(view, outcome.detail, now))
         elif outcome.kind == "succeeded" and view.phase == Phase.TRAINING.value:
-            self._transition(view, lifecycle.training_succeeded(view, now))
+            patch, event = lifecycle.training_succeeded(view, now)
+            patch, checked = after_training(
+                patch,
+                outcome.detail,
+                view.spec.provenance,
+                previous_status=view.status,
+                serves_next=view.spec.serving is not None,
+                serve_on_mismatch=self.serve_on_mismatch,
+                now=now,
+                generation=view.generation,
+            )
+            self._transition(view, (patch, event))
+            if checked is not None:
+                self._event(ModelEvent(view.key, *checked))
         elif outcome.kind == "serving" and view.holding:
             if view.phase != Phase.SERVING.value or view.status.get("endpoint") != outcome.detail:
                 self._transition(
@@ -421,6 +437,7 @@ class PoolLoop:
             entrypoint=training.entrypoint,
             checkpoint_uri=self.checkpoint_uri(view),
             runtime_env=runtime_env(training.runtime_env),
+            artifacts=job_artifacts(view.spec.provenance),
         )
         return Outcome("started", run, backend.submit_job(cluster, job))
 
@@ -451,12 +468,12 @@ class PoolLoop:
             backend.stop_job(cluster, sid)
             backend.teardown(cluster)
             return Outcome("failed", run, "ran longer than maxRuntime")
-        report = backend.job(cluster, sid, tail_lines=5)
+        report = backend.job(cluster, sid, tail_lines=ATTESTATION_TAIL_LINES)
         if not report.state.terminal:
             return None
         backend.teardown(cluster)
         if report.state is JobState.SUCCEEDED:
-            return Outcome("succeeded", run)
+            return Outcome("succeeded", run, report.log_tail)  # with the attestations
         last = report.log_tail.strip().splitlines()[-1:] or [report.message]
         return Outcome("failed", run, f"job {report.state.value}: {last[0][:300]}")
 

@@ -25,6 +25,11 @@ Checkpoint and resume contract — every training run gets these environment var
     The admitted gang (workers x GPUs per worker), for the entrypoint to size its workers.
 ``POLYCULTURE_WORKLOAD``
     ``namespace/name`` of the model, for logs.
+``POLYCULTURE_ARTIFACTS``
+    Only when the model declares a base model or data sets: JSON
+    ``[{"role", "name", "uri", "sha256", "license"}, ...]``. The entrypoint calls
+    :func:`polyculture.provenance.attest` on what it actually reads for each; the operator
+    turns the attestations in the job's log into per-artifact verdicts when the attempt ends.
 
 An entrypoint that saves there periodically and resumes from there at start loses at most
 one checkpoint interval when preempted (``examples/ray/train.py`` does so).

@@ -36,6 +36,10 @@ NUM_WORKERS_ENV = "POLYCULTURE_NUM_WORKERS"
 GPUS_PER_WORKER_ENV = "POLYCULTURE_GPUS_PER_WORKER"
 #: ``namespace/name`` of the workload, for logs
 WORKLOAD_ENV = "POLYCULTURE_WORKLOAD"
+#: JSON list of the model's declared artifacts, ``[{"role", "name", "uri", "sha256",
+#: "license"}]``, that the job attests with :func:`polyculture.provenance.attest`; set only
+#: when the model declares some
+ARTIFACTS_ENV = "POLYCULTURE_ARTIFACTS"
 
 #: Ray resource and label names that a placed node declares (owner and GPU class)
 OWNER_RESOURCE_PREFIX = "polyculture.dev/owner:"
@@ -203,6 +207,8 @@ class TrainingJob:
     entrypoint: str
     checkpoint_uri: str
     runtime_env: Mapping[str, object] = field(default_factory=dict)
+    #: the declared artifacts as JSON (``ARTIFACTS_ENV``); empty when none are declared
+    artifacts: str = ""
 
     @property
     def submission_id(self) -> str:

@@ -25,6 +25,7 @@ from ray.dashboard.modules.serve.sdk import ServeSubmissionClient
 from ray.job_submission import JobStatus, JobSubmissionClient
 
 from polyculture.ray.backend import (
+    ARTIFACTS_ENV,
     ATTEMPT_ENV,
     CHECKPOINT_URI_ENV,
     GPUS_PER_WORKER_ENV,
@@ -66,6 +67,8 @@ def job_runtime_env(job: TrainingJob, placement: Placement) -> dict[str, Any]:
             WORKLOAD_ENV: f"{job.workload.namespace}/{job.workload.name}",
         }
     )
+    if job.artifacts:
+        env_vars[ARTIFACTS_ENV] = job.artifacts
     runtime_env["env_vars"] = env_vars
     return runtime_env
 

@@ -37,6 +37,7 @@ from polyculture.api.units import parse_duration, parse_quantity
 from polyculture.inventory import NodeInfo, classify, inventory
 from polyculture.reconcile.conditions import condition, format_time, parse_time
 from polyculture.reconcile.pools import MAX_ACCRUAL_GAP_S, class_rules, member_rules
+from polyculture.reconcile.provenance import serving_blocked
 from polyculture.scheduling import (
     Community,
     Decisions,
@@ -114,7 +115,7 @@ class ModelView:
         if phase == Phase.PREEMPTED.value:
             return self.admission is None
         if phase == Phase.TRAINED.value:
-            return self.spec.serving is not None
+            return self.spec.serving is not None and not serving_blocked(self.status)
         return False
 
 

@@ -22,8 +22,14 @@ from typing import Any
 from polyculture.api.community_model import Artifact, ArtifactVerdict, Provenance
 from polyculture.provenance import MARKER
 from polyculture.reconcile.conditions import condition as make_condition
+from polyculture.reconcile.conditions import format_time
 
 CONDITION = "ProvenanceVerified"
+#: lines of the job's log to read when an attempt ends: the helper repeats its attestations
+#: as the job exits, so they are among the last lines
+ATTESTATION_TAIL_LINES = 200
+#: the waiting reason of a trained model that may not serve
+SERVING_BLOCKED = "ProvenanceMismatch"
 #: ``status.provenanceVerdict`` values (the PROVENANCE printer column)
 VERIFIED, MISMATCH, UNVERIFIED, UNDECLARED = "Verified", "Mismatch", "Unverified", "Undeclared"
 
@@ -62,8 +68,12 @@ def declared_artifacts(provenance: Provenance | None) -> list[Declared]:
     return base + [one("dataset", a) for a in provenance.datasets]
 
 
-def artifacts_env_value(declared: Sequence[Declared]) -> str:
-    """The JSON given to the job as ``POLYCULTURE_ARTIFACTS`` (see ``polyculture.ray``)."""
+def job_artifacts(provenance: Provenance | None) -> str:
+    """The JSON given to the job as ``POLYCULTURE_ARTIFACTS`` (see ``polyculture.ray``);
+    empty when the model declares nothing."""
+    declared = declared_artifacts(provenance)
+    if not declared:
+        return ""
     return json.dumps([d.to_json() for d in declared], sort_keys=True, separators=(",", ":"))
 
 
@@ -193,3 +203,45 @@ def provenance_outcome(
     elif overall == VERIFIED:
         event = ("Normal", "ProvenanceVerified", message)
     return Outcome(status=patch, verdict=overall, may_serve=may_serve, event=event)
+
+
+def after_training(
+    patch: Mapping[str, Any],
+    log_text: str,
+    provenance: Provenance | None,
+    *,
+    previous_status: Mapping[str, Any],
+    serves_next: bool,
+    serve_on_mismatch: bool,
+    now: datetime,
+    generation: int | None = None,
+) -> tuple[dict[str, Any], tuple[str, str, str] | None]:
+    """The ``Trained`` transition's ``patch`` with the provenance verdicts merged in.
+
+    A model that would serve next but may not (a mismatch, and the pool's
+    ``provenance.serveOnMismatch`` is false) keeps waiting with reason ``ProvenanceMismatch``
+    instead of being queued for serving. Returns the patch and the Event to post, if any.
+    """
+    status = {**previous_status, **patch}
+    outcome = provenance_outcome(
+        log_text,
+        provenance,
+        previous_status=status,
+        serve_on_mismatch=serve_on_mismatch,
+        now=now,
+        generation=generation,
+    )
+    merged = {**patch, **outcome.status}
+    if serves_next and not outcome.may_serve:
+        message = "does not serve: its training read data other than declared"
+        merged["waiting"] = {
+            "reason": SERVING_BLOCKED,
+            "message": message,
+            "since": format_time(now),
+        }
+    return merged, outcome.event
+
+
+def serving_blocked(status: Mapping[str, Any]) -> bool:
+    """A trained model held back from serving by a provenance mismatch."""
+    return (status.get("waiting") or {}).get("reason") == SERVING_BLOCKED
