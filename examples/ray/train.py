@@ -15,6 +15,11 @@ Contract with the operator (see README.md):
 - ``POLYCULTURE_NUM_WORKERS`` / ``POLYCULTURE_GPUS_PER_WORKER``: the admitted gang; each
   worker actor asks for that many GPUs, so the gang spreads over the placed nodes.
 
+Provenance: with ``--data PATH --artifact NAME_OR_URI`` the script reads the data set at
+``PATH`` (``data/corpus`` ships with it), attests it with ``polyculture.provenance.attest``
+(the operator compares the digest with what the model declares) and seeds its synthetic data
+from it, so the run depends on what it read.
+
 Lines the tests read: ``resumed from step N`` or ``starting from step 0``,
 ``step N loss X``, ``checkpoint saved at step N``, ``training complete at step N``.
 
@@ -24,6 +29,7 @@ Lines the tests read: ``resumed from step N`` or ``starting from step 0``,
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import random
@@ -62,12 +68,23 @@ def save_checkpoint(directory: Path, state: dict[str, object]) -> None:
     tmp.replace(directory / "checkpoint.json")
 
 
+def read_data(path: str, artifact: str) -> int:
+    """Attest the data set at ``path`` as ``artifact`` and derive the data seed from it."""
+    try:
+        from polyculture.provenance import attest
+    except ImportError:  # provenance.py uses only the standard library: copy it next to this
+        from provenance import attest  # type: ignore[no-redef]
+    record = attest(path, artifact)
+    print(f"read {record['files']} file(s), {record['bytes']} bytes of {artifact}", flush=True)
+    return int(hashlib.sha256(record["sha256"].encode()).hexdigest()[:6], 16)
+
+
 @ray.remote(num_cpus=0)
 class Shard:
     """One data-parallel worker: a fixed shard of synthetic data, gradients on demand."""
 
-    def __init__(self, rank: int) -> None:
-        rng = random.Random(1000 + rank)
+    def __init__(self, rank: int, seed: int = 1000) -> None:
+        rng = random.Random(seed + rank)
         self.rank = rank
         self.rows = []
         for _ in range(SAMPLES_PER_WORKER):
@@ -98,7 +115,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--step-seconds", type=float, default=0.0, help="sleep per step")
     parser.add_argument("--learning-rate", type=float, default=0.1)
     parser.add_argument("--fail", action="store_true", help="raise after the first step")
+    parser.add_argument("--data", help="a file or directory to read and attest (data/corpus)")
+    parser.add_argument("--artifact", help="the declared name or URI that --data is")
     args = parser.parse_args(argv)
+    if bool(args.data) != bool(args.artifact):
+        parser.error("--data and --artifact go together")
 
     attempt = int(os.environ.get("POLYCULTURE_ATTEMPT", "1"))
     workers = int(os.environ.get("POLYCULTURE_NUM_WORKERS", "1"))
@@ -119,7 +140,8 @@ def main(argv: list[str]) -> int:
     else:
         print("starting from step 0", flush=True)
 
-    shards = [Shard.options(num_gpus=gpus).remote(rank) for rank in range(workers)]  # type: ignore[attr-defined]
+    seed = read_data(args.data, args.artifact) if args.data else 1000
+    shards = [Shard.options(num_gpus=gpus).remote(rank, seed) for rank in range(workers)]  # type: ignore[attr-defined]
     for info in ray.get([s.where.remote() for s in shards]):
         print(f"worker {info['rank']} on node {info['node_id']} gpus {info['gpu_ids']}", flush=True)
 

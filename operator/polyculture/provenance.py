@@ -149,8 +149,8 @@ def attest(
     declared = [a for a in declared_artifacts(env) if artifact in (a.get("name"), a.get("uri"))]
     if declared and all(a.get("sha256") != sha for a in declared):
         message = (
-            f"provenance: {artifact} read from {source} has sha256 {sha}, "
-            f"declared {declared[0].get('sha256')}"
+            f"provenance: {artifact} ({declared[0].get('uri')}) read from {source} has sha256 "
+            f"{sha}, declared {declared[0].get('sha256')}"
         )
         print(message, file=sys.stderr, flush=True)
         if strict:

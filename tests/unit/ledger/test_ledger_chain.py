@@ -338,3 +338,30 @@ def test_any_reordering_is_caught(
     first_moved = next(i for i, j in enumerate(order) if i != j)
     result = verify_lines([lines[i] for i in order])
     assert result.problem is not None and result.problem.line == first_moved + 1
+
+
+def test_readings_from_the_statuses() -> None:
+    from polyculture.ledger.appender import readings
+
+    pool_status = {"members": [{"owner": "ada", "gpuSecondsProvided": 12.3456}, {"owner": "bo"}]}
+    models = [
+        {
+            "metadata": {"namespace": "lingua", "name": "m1"},
+            "spec": {"pool": POOL},
+            "status": {"gpuSecondsUsed": 1.5, "community": "lingua"},
+        },
+        {
+            "metadata": {"namespace": "x", "name": "m2"},
+            "spec": {"pool": POOL, "community": "c"},
+            "status": {"gpuSecondsUsed": 2.0},
+        },
+        {
+            "metadata": {"namespace": "x", "name": "other"},
+            "spec": {"pool": "elsewhere"},
+            "status": {"gpuSecondsUsed": 9.0},
+        },
+        {"metadata": {"namespace": "x", "name": "fresh"}, "spec": {"pool": POOL}, "status": {}},
+    ]
+    given_now, used_now = readings(POOL, pool_status, models)
+    assert given_now == {"ada": 12346, "bo": 0}
+    assert used_now == [usage("lingua/m1", 1500), usage("x/m2", 2000, "c")]
