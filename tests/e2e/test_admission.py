@@ -218,12 +218,17 @@ def test_training_and_serving_and_deletion(cluster: Cluster, tmp_path: Path) -> 
     figure("create -> Trained (4 steps)", f"{time.monotonic() - created:.1f} s")
     st = cluster.status("lingua", "tiny")
     assert json.loads((ckpt / "checkpoint.json").read_text())["step"] == 4
-    assert st["rayJobId"].endswith("-attempt-1") and st["attempts"] == 0
+    assert st["rayJobId"].endswith("-attempt-1") and st.get("attempts", 0) == 0
     assert st["gpuSecondsUsed"] > 0
     assert sum(st["gpuSecondsByOwner"].values()) == pytest.approx(st["gpuSecondsUsed"], abs=0.01)
     assert "admission" not in st
     assert cluster.cluster_of("lingua", "tiny") is None  # torn down once trained
-    assert cluster.events("lingua", "tiny")[-3:] == ["Admitted", "Training", "Trained"]
+    lifecycle = {"Admitted", "Training", "Trained", "Preempted", "Requeued", "AttemptFailed"}
+    assert [e for e in cluster.events("lingua", "tiny") if e in lifecycle] == [
+        "Admitted",
+        "Training",
+        "Trained",
+    ]
 
     cluster.wait_phase("medic", "echo", "Serving")
     figure("create -> Serving, endpoint answering", f"{time.monotonic() - created:.1f} s")
@@ -299,7 +304,7 @@ def test_fair_share_preemption_and_resume(cluster: Cluster, tmp_path: Path) -> N
     st = cluster.status(*victim)
     assert st["waiting"]["reason"] == "FairShare" and "30 s grace" in st["waiting"]["message"]
     cluster.wait_phase(*victim, "Queued", timeout=60)
-    assert cluster.status(*victim)["attempts"] == 0
+    assert cluster.status(*victim).get("attempts", 0) == 0
     assert cluster.cluster_of(*victim) is None
     cluster.wait_phase("late", "urgent", "Training", "Trained", timeout=120)
     assert "Preempted" in cluster.events(*victim) and "Requeued" in cluster.events(*victim)
@@ -311,7 +316,7 @@ def test_fair_share_preemption_and_resume(cluster: Cluster, tmp_path: Path) -> N
     cluster.wait_phase(*victim, "Training", timeout=180)
     st = cluster.status(*victim)
     assert st["run"] >= 2 and st["rayJobId"].endswith(f"-attempt-{st['run']}")
-    assert st["attempts"] == 0
+    assert st.get("attempts", 0) == 0
     handle = cluster.cluster_of(*victim)
     log = wait_for(
         lambda: (
@@ -348,7 +353,7 @@ def test_owner_reclaim_drains_exactly_its_workloads(cluster: Cluster, tmp_path: 
                 "reclaim",
             )
             cluster.wait_phase(*key, "Queued", "Admitted", "Training", timeout=60)
-            assert cluster.status(*key)["attempts"] == 0
+            assert cluster.status(*key).get("attempts", 0) == 0
         else:
             assert cluster.phase(*key) == "Training"
     figure("owner reclaim -> its workloads drained", f"{time.monotonic() - started:.1f} s")
@@ -385,7 +390,7 @@ def test_restart_adopts_the_running_cluster_and_job(cluster: Cluster, tmp_path: 
     cluster.wait_phase(*key, "Trained", timeout=180)
     after = cluster.status(*key)
     assert after["rayJobId"] == before["rayJobId"] and after["run"] == 1
-    assert after["attempts"] == 0
+    assert after.get("attempts", 0) == 0
     admitted = time.mktime(time.strptime(before["admission"]["admittedAt"], "%Y-%m-%dT%H:%M:%SZ"))
     trained = time.mktime(time.strptime(after["trainedAt"], "%Y-%m-%dT%H:%M:%SZ"))
     assert after["gpuSecondsUsed"] <= (trained - admitted) + 2  # 1 GPU, not counted twice
