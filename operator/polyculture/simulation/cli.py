@@ -89,15 +89,16 @@ def parser() -> argparse.ArgumentParser:
     parse.add_argument(
         "--restart-backoff",
         type=float,
-        default=1.0,
+        default=2.0,
         help="fair policy: a job's minimum runtime grows by this factor with each restart "
-        "(default 1: flat)",
+        "(default 2: doubles, as a crash-loop back-off; 1: flat)",
     )
     parse.add_argument(
         "--preemption-delay",
         type=float,
-        default=0.0,
-        help="fair policy: seconds a queued job waits before it may preempt or move others",
+        default=600.0,
+        help="fair policy: seconds a queued job waits before it may preempt or move others "
+        "(default 600: as long as the minimum runtime protects a job; 0: at once)",
     )
     parse.add_argument(
         "--victim-order",

@@ -47,7 +47,8 @@ def small_trace(tmp_path: Path) -> Path:
 def test_json_report_holds_the_promised_keys_for_the_policy_and_each_baseline(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["--trace", str(small_trace(tmp_path)), "--gpus", "8", "--json"]) == 0
+    argv = ["--trace", str(small_trace(tmp_path)), "--gpus", "8", "--json"]
+    assert main([*argv, "--preemption-delay", "0"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["policy"] == "fair"
     assert set(report) >= KEYS
@@ -67,12 +68,17 @@ def test_json_report_holds_the_promised_keys_for_the_policy_and_each_baseline(
     fifo = report["baselines"]["fifo"]
     assert fifo["per_community"]["y"]["wait_mean_s"] == 3000
     assert (fifo["max_restarts"], fifo["gpu_time_lost_fraction"]) == (0, 0)
+    # at the default preemption delay y preempts only once it waited 600 s
+    assert main(argv) == 0
+    delayed = json.loads(capsys.readouterr().out)
+    assert delayed["per_community"]["y"]["wait_mean_s"] == 600 + 120
 
 
 def test_a_checkpoint_keeps_the_work_before_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     argv = ["--trace", str(small_trace(tmp_path)), "--gpus", "8", "--json", "--grace", "0"]
+    argv += ["--preemption-delay", "0"]
     assert main([*argv, "--checkpoint-interval", "240"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["per_community"]["y"]["wait_mean_s"] == 0
@@ -151,6 +157,7 @@ def test_a_config_weights_the_partition_and_the_fair_share(
     config = tmp_path / "pool.yaml"
     config.write_text("communities:\n  x: {weight: 3}\n")
     argv = ["--trace", str(trace), "--gpus", "8", "--json", "--grace", "0"]
+    argv += ["--preemption-delay", "0"]
 
     assert main(argv) == 0
     equal = json.loads(capsys.readouterr().out)
