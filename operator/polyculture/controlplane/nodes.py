@@ -55,11 +55,16 @@ def create_gpu_node(
     """Create a fake GPU node through ``api_client`` (a ``kubernetes.client.ApiClient``).
 
     kwok ignores the status sent on create for conditions, but keeps capacity; it then marks
-    the node Ready and renews its lease.
+    the node Ready and renews its lease. The API server taints a new Node
+    ``node.kubernetes.io/not-ready:NoSchedule``; the node lifecycle controller, which would lift
+    it once the Node is Ready, does not run here, so the taint is lifted at once (Pods can then
+    be bound by the scheduler, as on a real cluster).
     """
     from kubernetes import client  # imported here: the builders above stay pure
 
     body = gpu_node_manifest(name, owner, gpus, product, memory_mib, labels)
-    created = client.CoreV1Api(api_client).create_node(cast(Any, body))
+    core = client.CoreV1Api(api_client)
+    core.create_node(cast(Any, body))
+    created = core.patch_node(name, {"spec": {"taints": []}})
     result: dict[str, Any] = api_client.sanitize_for_serialization(created)
     return result

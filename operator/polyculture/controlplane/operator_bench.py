@@ -6,7 +6,8 @@ Starts a fresh local control plane (kwok plays the kubelets, the real kube-sched
 and the operator process, declares one pool on the ``kubernetes`` Ray backend with enough kwok
 GPU nodes for every model, creates ``--models`` single-GPU training models at once (spread
 over ``--communities`` namespaces, sent by ``--senders`` threads) and measures, from the
-moment each create is sent:
+moment each create is sent (waiting at most ``--timeout`` in all, and ``--pods-wait`` for the
+last Pods once every model is admitted):
 
 - ``admit_latency_p50_s`` / ``admit_latency_p99_s``: until the operator has written the
   admission (``status.admission.admittedAt``, phase ``Admitted`` or later) — seen through a
@@ -153,7 +154,12 @@ def model_body(name: str, pool: str, community: str) -> dict[str, Any]:
 
 
 def run(
-    models: int, gpus_per_node: int, communities: int, senders: int, timeout_s: float
+    models: int,
+    gpus_per_node: int,
+    communities: int,
+    senders: int,
+    timeout_s: float,
+    pods_wait_s: float,
 ) -> dict[str, Any]:
     nodes = math.ceil(models / gpus_per_node) + 1
     owners = max(1, nodes // 10)
@@ -263,9 +269,12 @@ def run(
             sent_s = time.monotonic() - start
             peak_rss_kib = 0.0
             deadline = start + timeout_s
-            while time.monotonic() < deadline and (
-                admitted.count() < models or bound.count() < models
-            ):
+            all_admitted_at: float | None = None
+            while time.monotonic() < deadline and bound.count() < models:
+                if all_admitted_at is None and admitted.count() >= models:
+                    all_admitted_at = time.monotonic()
+                if all_admitted_at is not None and time.monotonic() > all_admitted_at + pods_wait_s:
+                    break
                 if op.proc is not None:
                     peak_rss_kib = max(peak_rss_kib, _proc_kib(op.proc.pid, "VmHWM"))
                 time.sleep(0.5)
@@ -312,6 +321,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--communities", type=int, default=3)
     parser.add_argument("--senders", type=int, default=8, help="threads sending the creates")
     parser.add_argument("--timeout", type=float, default=600, help="seconds to wait, at most")
+    parser.add_argument(
+        "--pods-wait",
+        type=float,
+        default=120,
+        help="once every model is admitted, seconds to wait for the last Pods to be bound",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     for name in ("models", "gpus_per_node", "communities", "senders"):
@@ -321,7 +336,14 @@ def main(argv: list[str]) -> int:
                 file=sys.stderr,
             )
             return 2
-    result = run(args.models, args.gpus_per_node, args.communities, args.senders, args.timeout)
+    result = run(
+        args.models,
+        args.gpus_per_node,
+        args.communities,
+        args.senders,
+        args.timeout,
+        args.pods_wait,
+    )
     print(json.dumps(result) if args.json else yaml.safe_dump(result, sort_keys=False))
     return 0 if result["admitted"] == args.models and result["pods_bound"] == args.models else 1
 

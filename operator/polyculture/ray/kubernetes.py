@@ -148,7 +148,9 @@ class KubernetesBackend:
             log.info("cluster %s for %s exists; adopted it", spec.name, workload)
             return existing
         log.info("created cluster %s for %s on %s", spec.name, workload, _nodes(placement))
-        return self._handle(workload, placement, time.time(), token=token)
+        head = self.pods.get(spec.namespace, manifests.head_pod_name(spec.name))
+        made = None if head is None else self._from_head(head)
+        return made or self._handle(workload, placement, time.time(), token=token)
 
     def find(self, workload: WorkloadRef) -> ClusterHandle | None:
         self._synced()
@@ -177,6 +179,7 @@ class KubernetesBackend:
 
     def pods_of(self, cluster: ClusterHandle) -> list[dict[str, Any]]:
         """The cluster's Pods as the watch last saw them (API JSON)."""
+        self._synced()
         return [
             p
             for p in self.pods.group(cluster.name)
