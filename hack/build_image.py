@@ -270,9 +270,9 @@ def base_layer(pip_cache: Path) -> tuple[Path, str, dict[str, str]]:
     return layer, diff_id, versions
 
 
-def project_layer(out: Path, epoch: int, pip_cache: Path) -> str:
+def project_layer(out: Path, epoch: int, pip_cache: Path, wheel: Path | None) -> str:
     with tempfile.TemporaryDirectory(prefix="polyculture-image-") as tmp:
-        wheel = build_wheel(Path(tmp) / "dist", epoch)
+        wheel = wheel or build_wheel(Path(tmp) / "dist", epoch)
         root = Path(tmp) / "root"
         pip_install(root, ["--no-deps", str(wheel)], pip_cache)
         return write_layer(root, out, epoch)
@@ -289,13 +289,13 @@ def canonical(obj: object) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
 
 
-def build(out: Path, epoch: int) -> tuple[Path, str]:
+def build(out: Path, epoch: int, wheel: Path | None = None) -> tuple[Path, str]:
     version = project_version()
     pip_cache = cache_dir() / "pip"
     base, base_diff, debian = base_layer(pip_cache)
     with tempfile.TemporaryDirectory(prefix="polyculture-image-") as tmp:
         top = Path(tmp) / "project.tar"
-        top_diff = project_layer(top, epoch, pip_cache)
+        top_diff = project_layer(top, epoch, pip_cache, wheel)
         created = _iso(epoch)
         config = {
             "architecture": "amd64",
@@ -411,9 +411,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out", type=Path, default=REPO / "out" / "image" / f"polyculture-{project_version()}.tar"
     )
+    parser.add_argument(
+        "--wheel", type=Path, help="the project's wheel, already built (default: build it now)"
+    )
     args = parser.parse_args(argv)
     epoch = int(os.environ.get("SOURCE_DATE_EPOCH") or DEFAULT_EPOCH)
-    path, digest = build(args.out.resolve(), epoch)
+    path, digest = build(args.out.resolve(), epoch, args.wheel.resolve() if args.wheel else None)
     print(path)
     print(digest)
     return 0

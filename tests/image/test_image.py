@@ -29,9 +29,9 @@ REPO = Path(__file__).resolve().parents[2]
 BUILD = REPO / "hack" / "build_image.py"
 
 
-def build(out: Path) -> tuple[Path, str]:
+def build(out: Path, wheel: Path) -> tuple[Path, str]:
     proc = subprocess.run(
-        [sys.executable, str(BUILD), "--out", str(out)],
+        [sys.executable, str(BUILD), "--out", str(out), "--wheel", str(wheel)],
         check=False,
         capture_output=True,
         text=True,
@@ -51,11 +51,23 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def project_wheel(work: Path) -> Path:
+    """The wheel both builds install: one snapshot of the sources, built once."""
+    dist = work / "dist"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist), str(REPO)],
+        check=True,
+        env=dict(os.environ, SOURCE_DATE_EPOCH="1767225600"),
+        timeout=300,
+    )
+    return next(dist.glob("polyculture-*.whl"))
+
+
 @pytest.fixture(scope="module")
 def image(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, Path]:
     """The archive, its digest, and the directory it was unpacked into."""
     work = tmp_path_factory.mktemp("image")
-    archive, digest = build(work / "first.tar")
+    archive, digest = build(work / "first.tar", project_wheel(work))
     layout = work / "layout"
     with tarfile.open(archive) as tar:
         tar.extractall(layout, filter="tar")
@@ -144,6 +156,6 @@ def test_building_twice_gives_the_same_digest(
     image: tuple[Path, str, Path], tmp_path: Path
 ) -> None:
     first, digest, _ = image
-    second, again = build(tmp_path / "second.tar")
+    second, again = build(tmp_path / "second.tar", next(first.parent.glob("dist/*.whl")))
     assert again == digest
     assert sha256(second) == sha256(first)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import threading
@@ -108,17 +109,8 @@ def main(argv: list[str]) -> int:
     except KeyboardInterrupt:
         return 0
     set_leader(True)
-    stop = threading.Event()
-    threading.Thread(target=_stop_when, args=(lease.lost, stop), daemon=True).start()
     try:
-        asyncio.run(
-            kopf.operator(
-                clusterwide=True,
-                liveness_endpoint=args.liveness,
-                standalone=True,
-                stop_flag=stop,
-            )
-        )
+        asyncio.run(_operate_while_leading(lease.lost, args.liveness))
     finally:
         set_leader(False)
         if not lease.lost.is_set():
@@ -126,14 +118,31 @@ def main(argv: list[str]) -> int:
     return 1 if lease.lost.is_set() else 0
 
 
-def _stop_when(lost: threading.Event, stop: threading.Event) -> None:
+async def _operate_while_leading(lost: threading.Event, liveness: str | None) -> None:
+    """Run kopf until a signal stops it or the Lease is lost.
+
+    The stop flag is an asyncio.Event set from a plain thread: kopf waits for thread-based
+    flags in its executor, which would keep the process alive after a signal.
+    """
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    threading.Thread(
+        target=_stop_when, args=(lost, loop, stop), name="lease-watch", daemon=True
+    ).start()
+    await kopf.operator(
+        clusterwide=True, liveness_endpoint=liveness, standalone=True, stop_flag=stop
+    )
+
+
+def _stop_when(lost: threading.Event, loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
     """On a lost Lease: ask kopf to stop, and exit at once if it has not within a second.
 
     Another replica may take the Lease ``lease_duration - renew_deadline`` seconds after this
     one stopped renewing; acting beyond that would make two active operators.
     """
     lost.wait()
-    stop.set()
+    with contextlib.suppress(RuntimeError):  # the loop closed: kopf has stopped already
+        loop.call_soon_threadsafe(stop.set)
     time.sleep(1.0)
     logging.getLogger(__name__).error("lost the leader Lease: exiting")
     os._exit(1)

@@ -81,7 +81,7 @@ class LeaderLease:
         self._election.renew_loop()  # type: ignore[no-untyped-call]
         if not self._stopping.is_set():
             logger.error(f"{self.identity}: lost lease {self.namespace}/{self.name}")
-        self.lost.set()
+            self.lost.set()
 
     def release(self) -> None:
         """Stop renewing and free the Lease if this candidate still holds it."""

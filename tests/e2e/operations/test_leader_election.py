@@ -165,7 +165,7 @@ def test_one_replica_acts_and_the_other_takes_over(
         coordination.replace_namespaced_lease("polyculture-operator", LEASE_NS, lease)
         assert active.op.proc is not None
         assert active.op.proc.wait(timeout=15) == 1
-        assert "lost the leader Lease" in active.op.log.read_text()
+        assert "lost lease polyculture-system/polyculture-operator" in active.op.log.read_text()
     finally:
         a.op.stop()
         b.op.stop()
