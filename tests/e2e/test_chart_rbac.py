@@ -2,12 +2,15 @@
 
 The chart is rendered with the pinned helm, its operator ServiceAccount, ClusterRole and
 binding are applied to the real API server, and the operator process runs with that account's
-token: it must keep a pool's status and judge a model. The same token must be refused what the
-operator never does (delete nodes, read secrets, write a pool's spec).
+token: it must keep a pool's status and judge a model, and the ``kubernetes`` Ray backend must
+create, watch, adopt and delete a cluster's Pods, Service and Secret with it. The same token
+must be refused what the operator never does (delete nodes, list or change secrets, change or
+exec into Pods, write a pool's spec).
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -16,12 +19,16 @@ from typing import Any
 
 import pytest
 import yaml
-from kubernetes import client
+from kubernetes import client, config
 
+from polyculture.api.compute_pool import RaySettings
 from polyculture.controlplane import ControlPlane
 from polyculture.controlplane.nodes import create_gpu_node
 from polyculture.controlplane.operator import OperatorProcess
 from polyculture.controlplane.waiting import wait_for
+from polyculture.kube.ledger_store import NAMESPACE_ENV
+from polyculture.ray import NodePlacement, Placement, WorkloadRef
+from polyculture.ray.kubernetes import KubernetesBackend
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cluster]
 
@@ -55,8 +62,13 @@ def chart_operator(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[OperatorProcess, str]]:
     docs = render_chart(control_plane)
-    wanted = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding"}
-    rbac = [d for d in docs if d["kind"] in wanted and "operator" in d["metadata"]["name"]]
+    # the operator's account, its ClusterRole, and its Roles in its own namespace (ledger, lease)
+    wanted = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
+    rbac = [
+        d
+        for d in docs
+        if d["kind"] in wanted and d["metadata"]["name"].startswith(f"{RELEASE}-operator")
+    ]
     assert {d["kind"] for d in rbac} == wanted
     control_plane.kubectl("create", "namespace", NAMESPACE, check=False)
     control_plane.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(rbac))
@@ -70,7 +82,12 @@ def chart_operator(
     kubeconfig = run_dir / "kubeconfig"
     kubeconfig.write_text(yaml.safe_dump(admin))
     op = OperatorProcess(kubeconfig, run_dir)
-    op.start()
+    # in a Pod the operator reads its namespace from the service account; here it is told
+    os.environ[NAMESPACE_ENV] = NAMESPACE
+    try:
+        op.start()
+    finally:
+        os.environ.pop(NAMESPACE_ENV, None)
     try:
         yield op, token
     finally:
@@ -145,7 +162,16 @@ def test_operator_works_with_the_charts_role(chart_operator: Any, api_client: An
     [
         ("DELETE", "/api/v1/nodes/anything"),
         ("GET", "/api/v1/namespaces/default/secrets"),
-        ("GET", "/api/v1/namespaces/default/pods"),
+        ("GET", "/api/v1/secrets"),
+        ("PUT", "/api/v1/namespaces/default/secrets/anything"),
+        ("DELETE", "/api/v1/namespaces/default/pods"),
+        ("PUT", "/api/v1/namespaces/default/pods/anything"),
+        ("GET", "/api/v1/namespaces/default/pods/anything/exec"),
+        ("GET", "/api/v1/namespaces/default/pods/anything/log"),
+        ("PUT", "/api/v1/namespaces/default/services/anything"),
+        ("GET", "/api/v1/namespaces/default/configmaps"),
+        ("GET", "/api/v1/namespaces/default/configmaps/anything"),
+        ("GET", "/apis/apps/v1/deployments"),
         ("PUT", "/apis/polyculture.dev/v1alpha1/computepools/anything"),
         ("DELETE", "/apis/polyculture.dev/v1alpha1/namespaces/default/communitymodels/x"),
     ],
@@ -160,9 +186,82 @@ def test_charts_role_refuses_what_the_operator_never_does(
     req = urllib.request.Request(
         control_plane.server + path,
         method=verb,
-        data=b"{}" if verb == "PUT" else None,
+        data=b"{}" if verb in {"PUT", "POST"} else None,
         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
     )
     with pytest.raises(urllib.error.HTTPError) as err:
         urllib.request.urlopen(req, context=control_plane.ssl_context(), timeout=10)
     assert err.value.code == 403
+
+
+def test_kubernetes_backend_works_with_the_charts_role(
+    chart_operator: Any, api_client: Any, tmp_path: Path
+) -> None:
+    """A cluster's whole life under the chart's account: create, watch, adopt, tear down."""
+    op, _ = chart_operator
+    tag = uuid.uuid4().hex[:6]
+    core = client.CoreV1Api(api_client)
+    objs = client.CustomObjectsApi(api_client)
+    namespace, node = f"rbac-{tag}", f"rbac-ray-{tag}"
+    core.create_namespace({"metadata": {"name": namespace}})
+    create_gpu_node(api_client, node, "ada", 4, labels={"rbac": tag})
+    model = objs.create_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        namespace,
+        "communitymodels",
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "CommunityModel",
+            "metadata": {"name": "m"},
+            "spec": {
+                "pool": f"rbac-{tag}",
+                "training": {"entrypoint": "python t.py", "workers": 1, "gpusPerWorker": 2},
+            },
+        },
+    )
+    workload = WorkloadRef(namespace=namespace, name="m", uid=model["metadata"]["uid"])
+    placement = Placement(
+        gpus_per_worker=2, nodes=(NodePlacement(node=node, owner="ada", gpu_class="H100"),)
+    )
+    as_operator = config.new_client_from_config(config_file=str(op.kubeconfig))
+    backends: list[KubernetesBackend] = []
+    try:
+        first = KubernetesBackend(
+            f"rbac-{tag}", RaySettings(), as_operator, token_dir=tmp_path / "a"
+        )
+        backends.append(first)
+        handle = first.create(workload, placement)
+
+        def running() -> Any:
+            pods = core.list_namespaced_pod(namespace).items
+            return [p for p in pods if p.spec.node_name == node and p.status.phase == "Running"]
+
+        wait_for(running, 60, "the head Pod, created with the chart's account, Running")
+        wait_for(lambda: first.status(handle).nodes_alive == 1, 30, "the watch sees it")
+        # a restarted operator adopts: it reads the token back from the Secret
+        second = KubernetesBackend(
+            f"rbac-{tag}", RaySettings(), as_operator, token_dir=tmp_path / "b"
+        )
+        backends.append(second)
+        adopted = second.find(workload)
+        assert adopted is not None and adopted.name == handle.name
+        assert Path(adopted.token_path).read_text() == Path(handle.token_path).read_text()
+        second.teardown(adopted)
+
+        def nothing_left() -> bool:
+            return not (
+                core.list_namespaced_pod(namespace).items
+                or core.list_namespaced_service(namespace).items
+                or core.list_namespaced_secret(
+                    namespace, label_selector="polyculture.dev/cluster"
+                ).items
+            )
+
+        wait_for(nothing_left, 60, "teardown with the chart's account")
+    finally:
+        for backend in backends:
+            backend.close()
+        as_operator.close()
+        core.delete_namespace(namespace)
+        core.delete_node(node)
