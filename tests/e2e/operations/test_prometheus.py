@@ -76,20 +76,27 @@ class Scenario:
                         {"owner": "ada", "nodeSelector": {"prom": self.tag, OWNER_LABEL: "ada"}},
                         {"owner": "bo", "nodeSelector": {"prom": self.tag, OWNER_LABEL: "bo"}},
                     ],
-                    "gpuClasses": [
-                        {
-                            "name": "H100",
-                            "weight": 1.0,
-                            "memory": "80Gi",
-                            "products": ["NVIDIA H100 80GB HBM3"],
-                        },
-                        {"name": "L4", "weight": 0.25, "memory": "24Gi", "products": ["NVIDIA L4"]},
-                    ],
                     "communities": [
                         {"name": alpha, "weight": 2.0, "guaranteedGPUs": 4},
                         {"name": beta, "weight": 1.0},
                     ],
                     "ray": {"backend": "kubernetes"},
+                    "fairShare": {
+                        "gpuClasses": [
+                            {
+                                "name": "H100",
+                                "weight": 1.0,
+                                "memory": "80Gi",
+                                "products": ["NVIDIA H100 80GB HBM3"],
+                            },
+                            {
+                                "name": "L4",
+                                "weight": 0.25,
+                                "memory": "24Gi",
+                                "products": ["NVIDIA L4"],
+                            },
+                        ],
+                    },
                 },
             },
         )
