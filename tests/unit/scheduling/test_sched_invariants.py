@@ -103,7 +103,16 @@ def pools(draw: st.DrawFn, contended: bool) -> Snapshot:
             serving=draw(st.booleans()),
             created=-1.0,
         )
-        running.append(Running(w, tuple(placement), started=draw(st.sampled_from((0.0, 80.0)))))
+        running.append(
+            Running(
+                w,
+                tuple(placement),
+                started=draw(st.sampled_from((0.0, 80.0))),
+                restarts=draw(st.sampled_from((0, 0, 1, 3))),
+                last_checkpoint=draw(st.sampled_from((None, 60.0, 90.0))),
+                checkpoint_interval_s=draw(st.sampled_from((0.0, 0.0, 25.0))),
+            )
+        )
     pending = tuple(
         Workload(
             f"p{i}",
@@ -115,6 +124,8 @@ def pools(draw: st.DrawFn, contended: bool) -> Snapshot:
             gpu_class=draw(st.sampled_from((None, None, None, "A", "B"))),
             min_gpu_memory_mib=draw(st.sampled_from((0, 0, 0, 40000))),
             created=float(draw(st.integers(0, 5))),
+            # requeued after a preemption at 80: within a 50 s preemption delay at 100
+            waiting_since=draw(st.sampled_from((None, None, 80.0))),
         )
         for i in range(draw(st.integers(0, 8)))
     )
@@ -124,6 +135,9 @@ def pools(draw: st.DrawFn, contended: bool) -> Snapshot:
         min_runtime_s=draw(st.sampled_from((0.0, 0.0, 50.0))),
         gpu_classes=CLASSES,
         consolidation=draw(st.booleans()),
+        reclaim=draw(st.booleans()),
+        restart_backoff=draw(st.sampled_from((1.0, 2.0))),
+        preemption_delay_s=draw(st.sampled_from((0.0, 0.0, 50.0))),
     )
     return Snapshot(nodes, communities, tuple(running), pending, now=100.0, policy=policy)
 
@@ -279,6 +293,9 @@ def test_nobody_below_its_share_waits_for_gpus_someone_above_could_give(
         w = waiting.workload
         if w.community not in communities:
             continue
+        since = w.created if w.waiting_since is None else w.waiting_since
+        if snap.now - since < snap.policy.preemption_delay_s:
+            continue  # it may not preempt yet
         for shape in out.shapes(w):
             units = w.gpus * CLASS[shape[0]].weight
             if out.alloc[w.community] + units > ent[w.community] + EPS:
@@ -287,7 +304,8 @@ def test_nobody_below_its_share_waits_for_gpus_someone_above_could_give(
                 v = r.workload.community
                 if v == w.community or v not in communities:
                     continue
-                if snap.now - r.started < snap.policy.min_runtime_s:
+                protected = snap.policy.min_runtime_s * snap.policy.restart_backoff**r.restarts
+                if snap.now - r.started < protected:
                     continue
                 r_units = sum(
                     r.workload.gpus_per_worker * weight_of(out.nodes[n]) for n in r.placement
@@ -295,8 +313,11 @@ def test_nobody_below_its_share_waits_for_gpus_someone_above_could_give(
                 left = out.alloc_snapshot[v] - r_units
                 if out.alloc_snapshot[v] <= ent[v] + EPS:
                     continue  # the victim's community is not above its entitlement
-                if left < min(communities[v].guaranteed_gpus, ent[v]) - EPS:
-                    continue  # giving it would take the victim below its guarantee
+                keep = (
+                    min(communities[v].guaranteed_gpus, ent[v]) if snap.policy.reclaim else ent[v]
+                )
+                if left < keep - EPS:
+                    continue  # giving it would take the victim below what the rule keeps
                 if r.workload.serving and left < communities[v].guaranteed_gpus - EPS:
                     continue
                 extra: dict[str, int] = defaultdict(int)
