@@ -77,6 +77,10 @@ class StoredChunk:
     resource_version: str
 
 
+def head_text(head: Head) -> str:
+    return json.dumps(head.to_json(), sort_keys=True, separators=(",", ":"))
+
+
 def _core(api: client.ApiClient) -> client.CoreV1Api:
     return client.CoreV1Api(api)
 
@@ -139,7 +143,7 @@ def write_chunk(
             annotations={"polyculture.dev/ledger-period": chunk.period},
             resource_version=resource_version,
         ),
-        data={ENTRIES_KEY: chunk.text, HEAD_KEY: json.dumps(head.to_json(), sort_keys=True)},
+        data={ENTRIES_KEY: chunk.text, HEAD_KEY: head_text(head)},
     )
     core = _core(api)
     API_WRITES.labels("configmaps", "ledger").inc()
@@ -238,7 +242,8 @@ class PoolLedger:
         head = self.head if self.head is not None else self.load()
         entry, new_head = make(head)
         last = self.last.chunk if self.last is not None else None
-        chunk = place(last, entry)
+        head_json = head_text(new_head)
+        chunk = place(last, entry, head_bytes=len(head_json))
         fresh = last is None or chunk.first_seq != last.first_seq
         try:
             rv = write_chunk(

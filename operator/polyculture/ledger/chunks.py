@@ -3,9 +3,9 @@
 A chunk is one Kubernetes object (a ConfigMap, see ``polyculture.kube.ledger_store``) holding
 consecutive entries, one canonical JSON line each, and named after the pool and the ``seq``
 of its first entry, so that the names sort in chain order. A new chunk starts when the day of
-the entry's end changes, or when the chunk would pass :data:`MAX_CHUNK_BYTES` or
-:data:`MAX_CHUNK_ENTRIES` (a ConfigMap holds at most 1 MiB; a 5-minute period makes 288
-entries a day).
+the entry's end changes, or when the chunk with the head stored beside it would pass
+:data:`MAX_CHUNK_BYTES`, or at :data:`MAX_CHUNK_ENTRIES` (a ConfigMap holds at most 1 MiB; a
+5-minute period makes 288 entries a day).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Final
 from polyculture.ledger.entries import Entry
 
 PREFIX: Final = "polyculture-ledger-"
-MAX_CHUNK_BYTES: Final = 512 * 1024
+MAX_CHUNK_BYTES: Final = 900 * 1024
 MAX_CHUNK_ENTRIES: Final = 1000
 _NAME = re.compile(rf"^{PREFIX}(?P<pool>[a-z0-9]([-a-z0-9]*[a-z0-9])?)-(?P<seq>[0-9]{{8,}})$")
 
@@ -59,14 +59,26 @@ class Chunk:
         return len(self.text.encode())
 
 
-def place(last: Chunk | None, entry: Entry) -> Chunk:
-    """The chunk that ``entry`` is appended to: ``last`` grown by one line, or a new chunk."""
+class ChunkTooLargeError(ValueError):
+    """One entry and the head beside it do not fit in one stored object."""
+
+
+def place(last: Chunk | None, entry: Entry, *, head_bytes: int = 0) -> Chunk:
+    """The chunk that ``entry`` is appended to: ``last`` grown by one line, or a new chunk.
+
+    ``head_bytes``: the size of the head stored in the same object.
+    """
     line = entry.line()
     if (
         last is not None
         and last.period == period_of(entry)
         and len(last.lines) < MAX_CHUNK_ENTRIES
-        and last.size + len(line) + 1 <= MAX_CHUNK_BYTES
+        and last.size + len(line) + 1 + head_bytes <= MAX_CHUNK_BYTES
     ):
         return replace(last, lines=(*last.lines, line))
+    if len(line) + 1 + head_bytes > MAX_CHUNK_BYTES:
+        raise ChunkTooLargeError(
+            f"ledger entry {entry.seq} ({len(line)} bytes) and its head ({head_bytes} bytes) "
+            f"exceed {MAX_CHUNK_BYTES} bytes"
+        )
     return Chunk(pool=entry.pool, first_seq=entry.seq, period=period_of(entry), lines=(line,))
