@@ -239,6 +239,12 @@ def after_training(
             "message": message,
             "since": format_time(now),
         }
+        merged["conditions"] = [
+            {**c, "message": f"{c.get('message', '')}; held back: {message}"}
+            if c.get("type") == "Trained"
+            else c
+            for c in merged["conditions"]
+        ]
     return merged, outcome.event
 
 

@@ -289,7 +289,12 @@ def test_outcome_unverified_and_undeclared() -> None:
 
 
 def test_a_trained_model_with_a_mismatch_is_held_back_from_serving() -> None:
-    transition = {"phase": "Trained", "trainedAt": "2026-11-29T12:00:00Z", "waiting": None}
+    transition = {
+        "phase": "Trained",
+        "trainedAt": "2026-11-29T12:00:00Z",
+        "waiting": None,
+        "conditions": [{"type": "Trained", "status": "True", "message": "job succeeded"}],
+    }
     patch, event = after_training(
         transition,
         line("s3://c/corpus", OTHER),
@@ -300,6 +305,8 @@ def test_a_trained_model_with_a_mismatch_is_held_back_from_serving() -> None:
         now=NOW,
     )
     assert patch["phase"] == "Trained" and patch["waiting"]["reason"] == "ProvenanceMismatch"
+    trained = {c["type"]: c for c in patch["conditions"]}["Trained"]
+    assert "held back" in trained["message"]
     assert event is not None and event[1] == "ProvenanceMismatch"
     assert serving_blocked(patch)
     spec = {
