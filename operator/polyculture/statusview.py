@@ -135,6 +135,14 @@ def _reason(status: Mapping[str, Any]) -> str:
     return str(failed[-1].get("reason", "")) if failed else ""
 
 
+def _placement(status: Mapping[str, Any]) -> str:
+    """Where an admitted model runs: ``owner/node ×GPUs`` per node."""
+    if status.get("phase") not in ("Admitted", "Training", "Serving"):
+        return ""
+    placement = (status.get("admission") or {}).get("placement") or []
+    return ", ".join(f"{p.get('owner')}/{p.get('node')} ×{p.get('gpus')}" for p in placement)
+
+
 def models_table(models: Iterable[Mapping[str, Any]]) -> Table:
     table = Table(title="models", title_justify="left", expand=True)
     for column in ("model", "community", "phase", "GPUs", "queue", "reason", "endpoint / message"):
@@ -147,7 +155,8 @@ def models_table(models: Iterable[Mapping[str, Any]]) -> Table:
         phase = status.get("phase") or "-"
         admission = status.get("admission") or {}
         gpus = admission.get("gpus", status.get("requestedGPUs"))
-        detail = status.get("endpoint") if phase == "Serving" else status.get("summary")
+        detail = status.get("endpoint") if phase == "Serving" else _placement(status)
+        detail = detail or status.get("summary")
         table.add_row(
             f"{meta.get('namespace', '')}/{meta['name']}",
             status.get("community") or (model.get("spec") or {}).get("community") or "",

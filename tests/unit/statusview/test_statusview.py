@@ -77,6 +77,19 @@ MODELS: list[dict[str, Any]] = [
         },
     },
     {
+        "metadata": {"namespace": "yoruba", "name": "yoruba-large"},
+        "spec": {"pool": "commons"},
+        "status": {
+            "phase": "Training",
+            "community": "yoruba",
+            "admission": {
+                "gpus": 4,
+                "placement": [{"owner": "lab-a", "node": "gpu-1", "gpus": 4}],
+            },
+            "summary": "",
+        },
+    },
+    {
         "metadata": {"namespace": "lost", "name": "orphan"},
         "spec": {"pool": "gone"},
         "status": {
@@ -109,6 +122,8 @@ def test_view_shows_owners_communities_models_and_the_ledger() -> None:
     assert "Queued" in queued and "InsufficientQuota" in queued and " 2 " in queued
     serving = next(line for line in lines if "quechua/quechua-asr" in line)
     assert "Serving" in serving and "http://127.0.0.1:8000/quechua-asr" in serving
+    training = next(line for line in lines if "yoruba/yoruba-large" in line)
+    assert "Training" in training and "lab-a/gpu-1 ×4" in training
     assert "models of no known pool" in out
     orphan = next(line for line in lines if "lost/orphan" in line)
     assert "Invalid" in orphan and "PoolNotFound" in orphan
