@@ -23,6 +23,8 @@ from polyculture.controlplane.waiting import wait_for
 pytestmark = pytest.mark.cluster
 
 GROUP, VERSION = "polyculture.dev", "v1alpha1"
+#: a valid model is Pending until the admission loop queues it (the pools here have no GPUs)
+VALID_PHASES = ("Pending", "Queued")
 
 
 @pytest.fixture(scope="module")
@@ -108,9 +110,9 @@ def test_unknown_pool_is_invalid_until_the_pool_exists(
     objs = client.CustomObjectsApi(api_client)
     objs.create_cluster_custom_object(GROUP, VERSION, "computepools", pool(pool_name, ns, ns))
     try:
-        wait_for(lambda: phase(api_client, ns, "orphan") == "Pending", what="Pending")
+        wait_for(lambda: phase(api_client, ns, "orphan") in VALID_PHASES, what="Pending")
         st = get_model(api_client, ns, "orphan")["status"]
-        assert st["waiting"]["reason"] == "AwaitingAdmission"
+        assert st["waiting"]["reason"], st  # it says why it waits
         assert valid_condition(api_client, ns, "orphan")["status"] == "True"
     finally:
         objs.delete_cluster_custom_object(GROUP, VERSION, "computepools", pool_name)
@@ -138,7 +140,7 @@ def test_community_not_admitted_and_never_fits_are_invalid(api_client: Any, ns: 
         create(api_client, ns, model("fine", pool_name, workers=2, gpus=2))
         wait_for(lambda: phase(api_client, ns, "outsider") == "Invalid", what="outsider")
         wait_for(lambda: phase(api_client, ns, "too-wide") == "Invalid", what="too-wide")
-        wait_for(lambda: phase(api_client, ns, "fine") == "Pending", what="fine")
+        wait_for(lambda: phase(api_client, ns, "fine") in VALID_PHASES, what="fine")
         assert valid_condition(api_client, ns, "outsider")["reason"] == "CommunityNotAdmitted"
         too_wide = valid_condition(api_client, ns, "too-wide")
         assert too_wide["reason"] == "NeverFits" and "spec.training" in too_wide["message"]
@@ -172,6 +174,6 @@ def test_fixing_the_spec_makes_an_invalid_model_pending(api_client: Any, ns: str
         objs.patch_namespaced_custom_object(
             GROUP, VERSION, ns, "communitymodels", "typo", {"spec": {"pool": pool_name}}
         )
-        wait_for(lambda: phase(api_client, ns, "typo") == "Pending", what="Pending after fix")
+        wait_for(lambda: phase(api_client, ns, "typo") in VALID_PHASES, what="Pending after fix")
     finally:
         objs.delete_cluster_custom_object(GROUP, VERSION, "computepools", pool_name)

@@ -22,9 +22,6 @@ Status layout (written only by the operator)::
       provenance: [{role: dataset, uri, sha256, license, verdict: verified}]
       provenanceVerdict: Verified  # Verified Mismatch Unverified Undeclared
       modelCard: {configMap: yoruba-base-model-card, generatedAt: ...}
-      provenance: [{role: dataset, uri, sha256, license, verdict: verified}]
-      provenanceVerdict: Verified  # Verified Mismatch Unverified Undeclared
-      modelCard: {configMap: yoruba-base-model-card, generatedAt: ...}
       summary: "..."              # derived: the WAITING-FOR/ENDPOINT printer column
       conditions: [...]
 """
@@ -361,38 +358,6 @@ class ModelCardRef(StatusModel):
     generated_at: datetime | None = Field(default=None, alias="generatedAt")
 
 
-class ArtifactVerdict(StrEnum):
-    """What the training job's attestations say about a declared artifact."""
-
-    VERIFIED = "verified"
-    MISMATCH = "mismatch"
-    UNVERIFIED = "unverified"
-
-
-class ArtifactProvenance(StatusModel):
-    """A declared artifact and the verdict on what the training job read for it."""
-
-    role: Literal["baseModel", "dataset"]
-    name: str | None = Field(default=None, max_length=253)
-    uri: str = Field(max_length=2048)
-    sha256: str = Field(max_length=64, description="The declared digest.")
-    license: str = Field(max_length=128)
-    verdict: ArtifactVerdict
-    observed_sha256: list[Annotated[str, Field(max_length=64)]] = Field(
-        default_factory=list,
-        alias="observedSHA256",
-        max_length=16,
-        description="Digests the job attested for it other than the declared one.",
-    )
-
-
-class ModelCardRef(StatusModel):
-    """Where the model card is: a ConfigMap in the model's namespace."""
-
-    config_map: str = Field(alias="configMap", max_length=253)
-    generated_at: datetime | None = Field(default=None, alias="generatedAt")
-
-
 class Waiting(StatusModel):
     reason: str = Field(max_length=128, description="CamelCase reason, e.g. InsufficientQuota.")
     message: str = Field(default="", max_length=4096)
@@ -451,18 +416,6 @@ class CommunityModelStatus(StatusModel):
         alias="preemptedAt",
         description="When the current preemption began: the grace period runs from here.",
     )
-    provenance: list[ArtifactProvenance] = Field(
-        default_factory=list,
-        max_length=65,
-        description="Per declared artifact, what the last training attempt's attestations say.",
-    )
-    provenance_verdict: str | None = Field(
-        default=None,
-        alias="provenanceVerdict",
-        max_length=16,
-        description="Verified, Mismatch, Unverified or Undeclared (the PROVENANCE column).",
-    )
-    model_card: ModelCardRef | None = Field(default=None, alias="modelCard")
     provenance: list[ArtifactProvenance] = Field(
         default_factory=list,
         max_length=65,

@@ -275,7 +275,7 @@ class FairShare(SpecModel):
                     "message": "a GPU product belongs to one class only: two gpuClasses list "
                     "the same product",
                     "fieldPath": ".gpuClasses",
-                    "reason": "FieldValueDuplicate",
+                    "reason": "FieldValueInvalid",
                 }
             ]
         }
@@ -391,7 +391,7 @@ class ComputePoolSpec(SpecModel):
                     "one member's selector is also in another's; give each owner a label of its "
                     "own",
                     "fieldPath": ".members",
-                    "reason": "FieldValueDuplicate",
+                    "reason": "FieldValueInvalid",
                 },
                 {
                     "rule": "!self.members.all(m, has(m.maxGPUs)) || "

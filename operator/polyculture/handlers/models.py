@@ -48,7 +48,10 @@ def _apply(body: dict[str, Any], pools_index: kopf.Index[str, dict[str, Any]], l
     )
     for problem in result.events:
         kopf.event(
-            cast(kopf.Body, body), type="Warning", reason=problem.reason, message=problem.message
+            cast(kopf.Body, body),
+            type="Warning",
+            reason=problem.reason,
+            message=f"{problem.field}: {problem.message}",
         )
 
 

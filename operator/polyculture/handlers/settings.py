@@ -29,6 +29,10 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.level = logging.WARNING
     # A restarted operator must not wait minutes to retry a failed handler.
     settings.networking.error_backoffs = [1, 2, 5, 10, 30]
+    # Sync daemons hold an executor thread for their lifetime: three per pool (status,
+    # admission loop, ledger). kopf's default executor (CPUs + 4 threads) would leave the
+    # daemons of a third pool, and every sync handler, waiting behind the first two pools.
+    settings.execution.max_workers = 256
 
 
 @kopf.on.login()

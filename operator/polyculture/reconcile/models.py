@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from polyculture.api.admissibility import KnownPools, Problem, community_of, judge
 from polyculture.api.community_model import CommunityModel, CommunityModelStatus, Phase
 from polyculture.api.compute_pool import ComputePool
-from polyculture.api.pool_validity import judge_pools
+from polyculture.api.pool_validity import MAX_PROBLEMS, judge_pools, validation_problems
 from polyculture.reconcile.conditions import condition as make_condition
 from polyculture.reconcile.conditions import find_condition, format_time
 
@@ -53,9 +53,7 @@ def verdict(body: Mapping[str, Any], pools: Mapping[str, ComputePool], now: date
     try:
         model = CommunityModel.model_validate(dict(body))
     except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ()))
-        problems = [Problem("SpecInvalid", f"{where}: {first.get('msg')}", where or "spec")]
+        problems = validation_problems(err)[:MAX_PROBLEMS]  # each names its field
         community = namespace
     else:
         problems = judge(model, namespace, pools)
