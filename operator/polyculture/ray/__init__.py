@@ -7,6 +7,9 @@
 - :mod:`polyculture.ray.clients` — Ray Jobs (Job Submission SDK) and Ray Serve (declarative
   config) for one cluster, authenticated with the cluster's token.
 - :mod:`polyculture.ray.local` — the ``local`` backend: real Ray processes on 127.0.0.1.
+- :mod:`polyculture.ray.kubernetes` — the ``kubernetes`` backend: a head Pod, worker Pods, a
+  Service and a token Secret per workload (built by :mod:`polyculture.ray.manifests`, read
+  back by :mod:`polyculture.ray.podstatus`), through :mod:`polyculture.kube`.
 - :mod:`polyculture.ray.localnodes`, :mod:`polyculture.ray.keeper`,
   :mod:`polyculture.ray.nodestart`, :mod:`polyculture.ray.processes`,
   :mod:`polyculture.ray.serve_loopback` — how the local backend starts its nodes, keeps
