@@ -10,7 +10,8 @@ consistency across fields (overlapping selectors, one product in two classes, gu
 reserves nobody can honour, maxGPUs 0, a Ray image that disagrees with ray.version).
 
 Each ``APPLY`` case is created as a server-side dry run with strict field validation (what
-``kubectl apply`` sends) and must be rejected with a message that names the field. Each
+``kubectl apply`` sends) and must be rejected with a message that names the field; the
+operator's own parser must reject a stored copy too. Each
 ``OPERATOR`` case is stored and must be judged by the operator: the pool ``Valid=False`` or
 the model ``Invalid``, with its reason and the field in the message.
 
@@ -35,8 +36,11 @@ import pytest
 import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+from pydantic import ValidationError
 from test_api_validation import DELETE, Edit, put
 
+from polyculture.api import CommunityModel
+from polyculture.api.pool_validity import judge_pool
 from polyculture.controlplane import ControlPlane
 from polyculture.controlplane.waiting import wait_for
 
@@ -314,6 +318,12 @@ def test_rejected_at_apply_naming_the_field(
     assert any(case.says in c.get("message", "") for c in matching), matching
     assert case.field in message
     assert "should match" not in message  # a person reads it: never a bare regex
+    # the operator judges a stored copy the same way (an object written past validation)
+    if case.base is POOL:
+        assert not judge_pool(case.manifest()).valid
+    else:
+        with pytest.raises(ValidationError):
+            CommunityModel.model_validate(case.manifest())
 
 
 # --- what only the operator can judge ---------------------------------------------------------
