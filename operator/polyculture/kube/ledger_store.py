@@ -1,19 +1,21 @@
 """The pool ledgers' chunks and the model cards, stored as ConfigMaps.
 
-Ledger chunks live in the operator's namespace (``POLYCULTURE_NAMESPACE``, else the namespace
-of the operator's service account, else ``default``): only the operator writes there, members
-are given read access to it by the cluster admin, and communities, who can write in their own
-namespaces, cannot touch the log. A ConfigMap is bounded (at most 1 MiB), so the log is split
-into chunks (``polyculture.ledger.chunks``), labelled ``polyculture.dev/ledger-pool=<pool>``;
-each holds ``entries.jsonl`` and ``head.json`` (the appender's restart state, checked against
-the entries when read). A chunk and its head are replaced in one write, guarded by the chunk's
-``resourceVersion``: two writers never both append.
+Ledger chunks live in the operator's namespace (``POLYCULTURE_NAMESPACE``, else
+``POD_NAMESPACE``, else the namespace of the operator's service account, else ``default``):
+only the operator writes there, members are given read access to it by the cluster admin, and
+communities, who can write in their own namespaces, cannot touch the log. A ConfigMap is
+bounded (at most 1 MiB), so the log is split into chunks (``polyculture.ledger.chunks``),
+labelled ``polyculture.dev/ledger-pool=<pool>``; each holds ``entries.jsonl`` and
+``head.json`` (the appender's restart state, checked against the entries when read). A chunk
+and its head are replaced in one write, guarded by the chunk's ``resourceVersion``: two
+writers never both append.
 
 A model card is a ConfigMap ``<model>-model-card`` in the model's namespace, owned by the
 model (deleted with it), with ``model-card.json`` and ``MODEL_CARD.md``.
 
-Calls (the chart's ClusterRole grants these on ConfigMaps): ``list`` by label, ``create``,
-``replace`` and ``get``.
+Calls: in the ledger's namespace ``list`` by label, ``create`` and ``update`` (the chart's
+ledger Role); in models' namespaces ``create`` and ``update`` (the chart's ClusterRole).
+``read_model_card`` (``get``) is for tools and tests.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from polyculture.ledger.entries import Entry
 from polyculture.metrics import API_WRITES
 
 NAMESPACE_ENV: Final = "POLYCULTURE_NAMESPACE"
+#: set by the chart's Deployment from the Pod's own namespace
+POD_NAMESPACE_ENV: Final = "POD_NAMESPACE"
 SERVICE_ACCOUNT_NAMESPACE: Final = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 POOL_LABEL: Final = "polyculture.dev/ledger-pool"
 ENTRIES_KEY: Final = "entries.jsonl"
@@ -61,9 +65,10 @@ def _not_allowed(namespace: str) -> NotAllowedError:
 
 def operator_namespace() -> str:
     """Where the ledgers are kept (see the module docstring)."""
-    given = os.environ.get(NAMESPACE_ENV, "").strip()
-    if given:
-        return given
+    for variable in (NAMESPACE_ENV, POD_NAMESPACE_ENV):
+        given = os.environ.get(variable, "").strip()
+        if given:
+            return given
     try:
         return SERVICE_ACCOUNT_NAMESPACE.read_text().strip() or "default"
     except OSError:
