@@ -54,7 +54,7 @@ CHECKPOINT_SCHEME_PATTERN: Final = r"^(file|s3|gs|abfs|hdfs)://"
 _FILE_ABSOLUTE_PATTERN: Final = r"^file:///[^/]"
 #: System directories no checkpoint may be written into (nor the root itself).
 _FILE_SYSTEM_PATTERN: Final = (
-    r"^file:///*((etc|proc|sys|dev|boot|bin|sbin|lib|lib32|lib64|usr|root|run|var/run)(/|$)|$)"
+    r"^file:///*((etc|proc|sys|dev|boot|bin|sbin|lib|lib32|lib64|usr|run|var/run)(/|$)|$)"
 )
 #: A GPU class name as admins write it: ``H100``, ``A100-80GB``, ``l4``.
 GPU_CLASS_PATTERN: Final = r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
@@ -291,7 +291,7 @@ CheckpointURI = Annotated[
         not_matches(
             _FILE_SYSTEM_PATTERN,
             "must not point at / or into a system directory (/etc, /proc, /sys, /dev, /usr, "
-            "/root, /run, /boot, /bin, /sbin, /lib)",
+            "/run, /boot, /bin, /sbin, /lib)",
         ),
         min_length=3,
         max_length=2048,
