@@ -42,6 +42,7 @@ from test_api_validation import DELETE, Edit, put
 from polyculture.api import CommunityModel
 from polyculture.api.pool_validity import judge_pool
 from polyculture.controlplane import ControlPlane
+from polyculture.controlplane.nodes import create_gpu_node
 from polyculture.controlplane.waiting import wait_for
 
 pytestmark = pytest.mark.cluster
@@ -294,7 +295,7 @@ def create(api_client: client.ApiClient, ns: str, obj: dict[str, Any], **kw: Any
     return api.create_namespaced_custom_object(GROUP, VERSION, ns, "communitymodels", obj, **kw)
 
 
-def test_the_corpus_is_large_and_covers_every_class() -> None:
+def test_the_corpus_has_at_least_sixty_cases() -> None:
     assert len(APPLY) + len(OPERATOR) >= 60
     assert len({c.id for c in APPLY}) == len(APPLY)
 
@@ -484,6 +485,35 @@ def test_models_of_an_invalid_pool_are_invalid_with_reason_pool_invalid(
     )
     assert "OverlappingWindows" not in cond["message"]  # the reason is the pool's, not its name
     assert "windows[1]" in cond["message"] and broken in cond["message"]
+
+
+def test_guarantees_beyond_the_live_nodes_show_in_a_condition(
+    api_client: client.ApiClient, namespace: str, operator: Any
+) -> None:
+    """What the API server cannot compare (it depends on the Nodes) is a pool condition."""
+    name = f"{namespace}-live"
+    key = f"{name}.polyculture.dev/owner"
+    pool = unique_pool(name, key)
+    pool["spec"]["communities"] = [{"name": namespace, "guaranteedGPUs": 6, "maxGPUs": 6}]
+    create(api_client, namespace, pool)
+
+    def overcommitted() -> dict[str, Any]:
+        conditions = (get(api_client, pool, namespace).get("status") or {}).get("conditions")
+        return next((c for c in conditions or [] if c["type"] == "Overcommitted"), {})
+
+    try:
+        cond = wait_for(lambda: overcommitted().get("status") == "True" and overcommitted())
+        assert cond["reason"] == "GuaranteesExceedCapacity"
+        assert "guaranteed 6 units" in cond["message"] and "at most 0 units" in cond["message"]
+        assert valid_condition(get(api_client, pool, namespace))["status"] == "True"
+        create_gpu_node(api_client, f"{name}-n", "lab", 8, labels={key: "lab"})
+        cond = wait_for(lambda: overcommitted().get("status") == "False" and overcommitted())
+        assert cond["reason"] == "GuaranteesCovered"
+    finally:
+        client.CustomObjectsApi(api_client).delete_cluster_custom_object(
+            GROUP, VERSION, "computepools", name
+        )
+        client.CoreV1Api(api_client).delete_node(f"{name}-n")
 
 
 # --- objects stored past validation ----------------------------------------------------------
