@@ -11,11 +11,14 @@ admission loop; API writes are counted where they are made (``polyculture.kube``
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
 from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.registry import Collector
 
 API_WRITES = Counter(
     "polyculture_api_writes_total",
@@ -54,10 +57,45 @@ MEMBER_GPUS = Gauge(
     "GPUs an owner's matched nodes carry, per GPU class (lent or not).",
     ["pool", "owner", "gpu_class"],
 )
-MEMBER_GPU_SECONDS_PROVIDED = Gauge(
+
+
+class _StatusCounter(Collector):
+    """A counter whose value is a running total kept in an object's status (the ledger).
+
+    The total survives operator restarts (it is read back from the status), so the series
+    never resets; it is exposed with the counter type and the ``_total`` suffix.
+    """
+
+    def __init__(self, name: str, documentation: str, labelnames: tuple[str, ...]) -> None:
+        self.name, self.documentation, self.labelnames = name, documentation, labelnames
+        self._values: dict[tuple[str, ...], float] = {}
+        self._lock = threading.Lock()
+        REGISTRY.register(self)
+
+    def set(self, labels: tuple[str, ...], value: float) -> None:
+        with self._lock:
+            self._values[labels] = float(value)
+
+    def series(self) -> list[tuple[str, ...]]:
+        with self._lock:
+            return list(self._values)
+
+    def remove(self, *labels: str) -> None:
+        with self._lock:
+            self._values.pop(tuple(labels), None)
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        with self._lock:
+            for labels, value in sorted(self._values.items()):
+                family.add_metric(list(labels), value)
+        yield family
+
+
+MEMBER_GPU_SECONDS_PROVIDED = _StatusCounter(
     "polyculture_member_gpu_seconds_provided",
-    "GPU-seconds an owner has provided to the pool (the ledger; kept in the pool status).",
-    ["pool", "owner"],
+    "GPU-seconds an owner has provided to the pool (the ledger, as kept in the pool status).",
+    ("pool", "owner"),
 )
 POOL_CONFLICTS = Gauge(
     "polyculture_pool_node_conflicts", "Nodes claimed by two members or pools.", ["pool"]
@@ -125,7 +163,7 @@ RECONCILE_ERRORS = Counter(
 )
 
 #: every metric whose first label is the pool
-_BY_POOL: tuple[MetricWrapperBase, ...] = (
+_BY_POOL: tuple[MetricWrapperBase | _StatusCounter, ...] = (
     POOL_GPUS,
     POOL_UNITS,
     POOL_UNHEALTHY_GPUS,
@@ -156,21 +194,25 @@ _BY_COMMUNITY: tuple[MetricWrapperBase, ...] = (
     ADMISSIONS,
     COMMUNITY_GPU_SECONDS_USED,
 )
-_BY_OWNER: tuple[MetricWrapperBase, ...] = (
+_BY_OWNER: tuple[MetricWrapperBase | _StatusCounter, ...] = (
     MEMBER_AVAILABLE_GPUS,
     MEMBER_GPUS,
     MEMBER_GPU_SECONDS_PROVIDED,
 )
 
 
-def _series(metric: MetricWrapperBase) -> list[tuple[str, ...]]:
+def _series(metric: MetricWrapperBase | _StatusCounter) -> list[tuple[str, ...]]:
     """The label values of a metric's series (no public API lists them)."""
+    if isinstance(metric, _StatusCounter):
+        return metric.series()
     with metric._lock:
         return [tuple(labels) for labels in metric._metrics]
 
 
 def _prune(
-    metrics: Iterable[MetricWrapperBase], pool: str, keep: Callable[[tuple[str, ...]], bool]
+    metrics: Iterable[MetricWrapperBase | _StatusCounter],
+    pool: str,
+    keep: Callable[[tuple[str, ...]], bool],
 ) -> None:
     """Remove the pool's series for which ``keep(labels)`` is false."""
     for metric in metrics:
@@ -204,7 +246,7 @@ def record_pool(
         owner = member["owner"]
         owners.add(owner)
         MEMBER_AVAILABLE_GPUS.labels(pool, owner).set(member.get("availableGPUs") or 0)
-        MEMBER_GPU_SECONDS_PROVIDED.labels(pool, owner).set(member.get("gpuSecondsProvided") or 0)
+        MEMBER_GPU_SECONDS_PROVIDED.set((pool, owner), member.get("gpuSecondsProvided") or 0)
         for gpu_class, gpus in (member.get("gpusByClass") or {}).items():
             member_classes.add((owner, gpu_class))
             MEMBER_GPUS.labels(pool, owner, gpu_class).set(gpus)

@@ -270,7 +270,7 @@ def test_series_say_what_the_operator_wrote(
     assert (prom.value(f"sum(polyculture_scheduler_cycle_duration_seconds_count{sel})") or 0) > 0
     # the ledger's given side grows while owners lend
     wait_for(
-        lambda: (prom.value(f"sum(polyculture_member_gpu_seconds_provided{sel})") or 0) > 0,
+        lambda: (prom.value(f"sum(polyculture_member_gpu_seconds_provided_total{sel})") or 0) > 0,
         60,
         "GPU-seconds provided",
     )
@@ -298,7 +298,11 @@ def test_every_dashboard_query_returns_data(
     def all_answer() -> bool:
         empty.clear()
         for title, expr in queries:
-            concrete = expr.replace("$pool", scenario.pool).replace("$__rate_interval", "1m")
+            concrete = (
+                expr.replace("$pool", scenario.pool)
+                .replace("$__rate_interval", "1m")
+                .replace("$__range", "1h")
+            )
             if not prom.query(concrete):
                 empty.append(f"{title}: {concrete}")
         return not empty

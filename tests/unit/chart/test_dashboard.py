@@ -27,6 +27,9 @@ def exported() -> dict[str, set[str]]:
     """series name -> its labels, for every metric of polyculture.metrics."""
     out: dict[str, set[str]] = {}
     for value in vars(metrics).values():
+        if isinstance(value, metrics._StatusCounter):
+            out[f"{value.name}_total"] = set(value.labelnames)
+            continue
         if not isinstance(value, MetricWrapperBase):
             continue
         labels = set(value._labelnames)

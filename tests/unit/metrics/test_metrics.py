@@ -74,12 +74,16 @@ def test_pool_status_gauges_drop_gone_owners_and_classes() -> None:
     assert value("polyculture_pool_gpus", pool="m-p3", gpu_class="l4") == 4
     assert value("polyculture_pool_condition", pool="m-p3", condition="Degraded") == 1
     assert value("polyculture_member_gpus", pool="m-p3", owner="lab-b", gpu_class="l4") == 4
+    given = "polyculture_member_gpu_seconds_provided_total"
+    assert value(given, pool="m-p3", owner="lab-a") == 60.0
+    assert f"# TYPE {given} counter" in generate_latest().decode()
     status["capacity"] = [{"gpuClass": "h100", "gpus": 8}]
     status["members"] = status["members"][:1]  # type: ignore[index]
     status["conditions"] = [{"type": "Ready", "status": "True"}]
     metrics.record_pool("m-p3", status)
     assert value("polyculture_pool_gpus", pool="m-p3", gpu_class="l4") is None
     assert value("polyculture_member_available_gpus", pool="m-p3", owner="lab-b") is None
+    assert value(given, pool="m-p3", owner="lab-b") is None
     assert value("polyculture_member_gpus", pool="m-p3", owner="lab-b", gpu_class="l4") is None
     assert value("polyculture_pool_condition", pool="m-p3", condition="Degraded") == 0
     assert value("polyculture_member_available_gpus", pool="m-p3", owner="lab-a") == 8
