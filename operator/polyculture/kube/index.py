@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from kubernetes import watch
+from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
 log = logging.getLogger(__name__)
@@ -178,3 +178,25 @@ class WatchIndex:
                 log.warning("%s watch ended (%r); listing again", self.kind, error)
                 version = None
                 self._stopped.wait(1.0)
+
+
+def pod_index(api: client.ApiClient, *, label_selector: str, group_label: str) -> WatchIndex:
+    """A started index of the Pods matching ``label_selector`` in every namespace."""
+    core = client.CoreV1Api(api)
+    return WatchIndex(
+        core.list_pod_for_all_namespaces,
+        label_selector=label_selector,
+        group_label=group_label,
+        kind="Pod",
+    ).start()
+
+
+def service_index(api: client.ApiClient, *, label_selector: str, group_label: str) -> WatchIndex:
+    """A started index of the Services matching ``label_selector`` in every namespace."""
+    core = client.CoreV1Api(api)
+    return WatchIndex(
+        core.list_service_for_all_namespaces,
+        label_selector=label_selector,
+        group_label=group_label,
+        kind="Service",
+    ).start()

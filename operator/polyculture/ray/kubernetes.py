@@ -44,12 +44,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kubernetes import client
-
 from polyculture.api.compute_pool import RaySettings
 from polyculture.kube import objects
 from polyculture.kube.client import api_client as operator_client
-from polyculture.kube.index import WatchIndex
+from polyculture.kube.index import WatchIndex, pod_index, service_index
 from polyculture.ray import manifests
 from polyculture.ray.backend import (
     ClusterHandle,
@@ -65,6 +63,8 @@ from polyculture.ray.backend import (
 from polyculture.ray.podstatus import pods_status
 
 if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
+
     from polyculture.ray.clients import RayClusterClient
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ class KubernetesBackend:
         self,
         pool: str | None = None,
         ray: RaySettings | None = None,
-        api: client.ApiClient | None = None,
+        api: ApiClient | None = None,
         *,
         size: manifests.PodSize | None = None,
         token_dir: Path | None = None,
@@ -99,20 +99,10 @@ class KubernetesBackend:
         self.token_dir = Path(token_dir or tempfile.mkdtemp(prefix="pc-ray-tokens-"))
         self.token_dir.mkdir(parents=True, exist_ok=True)
         self.token_dir.chmod(0o700)
-        core = client.CoreV1Api(self.api)
         selector = manifests.selector(pool)
-        self.pods = WatchIndex(
-            core.list_pod_for_all_namespaces,
-            label_selector=selector,
-            group_label=manifests.CLUSTER_LABEL,
-            kind="Pod",
-        ).start()
-        self.services = WatchIndex(
-            core.list_service_for_all_namespaces,
-            label_selector=selector,
-            group_label=manifests.CLUSTER_LABEL,
-            kind="Service",
-        ).start()
+        group = manifests.CLUSTER_LABEL
+        self.pods = pod_index(self.api, label_selector=selector, group_label=group)
+        self.services = service_index(self.api, label_selector=selector, group_label=group)
 
     def close(self) -> None:
         """Stop the watches (the clusters stay)."""
