@@ -92,7 +92,14 @@ def _core(api: client.ApiClient) -> client.CoreV1Api:
 
 def read_chunks(api: client.ApiClient, namespace: str, pool: str) -> list[StoredChunk]:
     """Every chunk of ``pool``'s ledger, in chain order."""
-    found = _core(api).list_namespaced_config_map(namespace, label_selector=f"{POOL_LABEL}={pool}")
+    try:
+        found = _core(api).list_namespaced_config_map(
+            namespace, label_selector=f"{POOL_LABEL}={pool}"
+        )
+    except ApiException as error:
+        if error.status == 403:
+            raise _not_allowed(namespace) from None
+        raise
     out = []
     for item in found.items:
         meta = item.metadata
