@@ -22,7 +22,8 @@ from __future__ import annotations
 
 from polyculture.scheduling.capacity import FreeIndex
 from polyculture.scheduling.placement import place
-from polyculture.scheduling.preemption import Live, victim_order
+from polyculture.scheduling.preemption import Live, protected, victim_order
+from polyculture.scheduling.snapshot import Policy
 
 
 def plan_moves(
@@ -221,3 +222,27 @@ def consolidate(
         index.version = version
         return None
     return nodes, placed
+
+
+def movable_by_node(
+    lives: list[Live], shape_of: list[int], policy: Policy, now: float
+) -> tuple[list[list[Live]], list[int]]:
+    """Movable workloads per node — one worker, training, of a known community, past its
+    minimum runtime — marked ``movable``; and their count per shape. Empty when
+    consolidation is off."""
+    on_node: list[list[Live]] = []
+    per_shape = [0] * (max(shape_of, default=-1) + 1)
+    if not policy.consolidation:
+        return on_node, per_shape
+    on_node = [[] for _ in shape_of]
+    for live in lives:
+        if (
+            live.community >= 0
+            and len(live.nodes) == 1
+            and not live.serving
+            and not protected(live.running, policy, now)
+        ):
+            live.movable = True
+            on_node[live.nodes[0]].append(live)
+            per_shape[shape_of[live.nodes[0]]] += 1
+    return on_node, per_shape

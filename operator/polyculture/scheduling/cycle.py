@@ -18,24 +18,24 @@ built only for the decisions themselves.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable
 from types import MappingProxyType
-from typing import Any
 
 from polyculture.scheduling import reasons
 from polyculture.scheduling.capacity import index_pool
-from polyculture.scheduling.consolidation import consolidate
+from polyculture.scheduling.consolidation import consolidate, movable_by_node
 from polyculture.scheduling.entitlement import EPSILON
 from polyculture.scheduling.ordering import community_key, workload_order
-from polyculture.scheduling.placement import place
+from polyculture.scheduling.placement import fitting_shapes, place
 from polyculture.scheduling.preemption import (
     Live,
+    Rule,
+    candidates_by_shape,
     find_block_victims,
     find_victims,
     free_in_total,
     keep_used,
     undo,
-    victim_order,
+    victims_per_node,
     work_at_risk,
 )
 from polyculture.scheduling.shares import Shares
@@ -53,8 +53,7 @@ OWNER_RECLAIM = "OwnerReclaim"
 FAIR_SHARE = "FairShare"
 CONSOLIDATION = "Consolidation"
 
-#: a waiting reason, formatted only once the cycle is over: (formatter, its arguments)
-_Why = tuple[Callable[..., reasons.Reason], tuple[Any, ...]]
+_Why = reasons.Why
 #: a queued workload with the shapes that could ever hold it (cheapest first) or why none can
 _Entry = tuple[Workload, list[int], _Why | None]
 
@@ -84,11 +83,17 @@ class _Cycle:
         self.preemptions: list[Preemption] = []
         pool.open(self._count_running())
         self._fit_cache: dict[tuple[str | None, int, int, int], tuple[list[int], _Why | None]] = {}
-        self.candidates = self._victim_candidates()
+        now, shape_of = snapshot.now, pool.shape_of
+        self.candidates = candidates_by_shape(
+            self.live, shape_of, len(self.shapes), self.policy, now
+        )
         #: candidate victims per node (defragmenting preemption), built on first use
         self._victims_on_node: list[list[Live]] | None = None
         self._lowest_priority = 0
-        self._index_movable()
+        #: movable workloads per node and their count per shape (consolidation)
+        self.on_node, self.movable_per_shape = movable_by_node(
+            self.live, shape_of, self.policy, now
+        )
         self.shares = Shares(self.communities, self._queue_pending(), pool.capacity, self.policy)
         # aliases of the lists ``shares`` updates in place
         self.entitled, self.floors = self.shares.entitled, self.shares.floors
@@ -140,40 +145,6 @@ class _Cycle:
                 self.live.append(Live(r, c, ids, g, units, work_at_risk(r, now)))
         return used
 
-    def _victim_candidates(self) -> list[list[Live]]:
-        """Victims per shape, in victim order: of known communities, past their minimum
-        runtime (none when preemption is off)."""
-        candidates: list[list[Live]] = [[] for _ in self.shapes]
-        if not self.policy.preemption:
-            return candidates
-        shape_of = self.pool.shape_of
-        for live in self.live:
-            if live.community >= 0 and not self._protected(live):
-                for s in sorted({shape_of[i] for i in live.nodes}):
-                    candidates[s].append(live)
-        for cands in candidates:
-            cands.sort(key=victim_order)
-        return candidates
-
-    def _index_movable(self) -> None:
-        """Movable workloads per node (consolidation): one worker, training, of a known
-        community, past its minimum runtime; and their count per shape."""
-        self.on_node: list[list[Live]] = []
-        self.movable_per_shape = [0] * len(self.shapes)
-        if not self.policy.consolidation:
-            return
-        self.on_node = [[] for _ in self.node_names]
-        for live in self.live:
-            if (
-                live.community >= 0
-                and len(live.nodes) == 1
-                and not live.serving
-                and not self._protected(live)
-            ):
-                live.movable = True
-                self.on_node[live.nodes[0]].append(live)
-                self.movable_per_shape[self.pool.shape_of[live.nodes[0]]] += 1
-
     def _queue_pending(self) -> list[float]:
         """Queue the pending workloads per community in workload order; returns the demand
         (running plus waiting that could ever fit, as the next cycle will count it)."""
@@ -198,12 +169,6 @@ class _Cycle:
             q.sort(key=lambda entry: workload_order(entry[0]))
         return demand
 
-    def _protected(self, live: Live) -> bool:
-        """Whether ``live`` is inside its minimum runtime, which grows with its restarts."""
-        policy, r = self.policy, live.running
-        runtime = policy.min_runtime_s * policy.restart_backoff**r.restarts
-        return self.snapshot.now - r.started < runtime
-
     def _delay_left(self, w: Workload) -> float:
         """Seconds ``w`` still waits before it may preempt or move others (0: it may)."""
         since = w.created if w.waiting_since is None else w.waiting_since
@@ -213,36 +178,12 @@ class _Cycle:
         return self.policy.preemption_delay_s <= 0 or self._delay_left(w) <= 0
 
     def _fit(self, w: Workload) -> tuple[list[int], _Why | None]:
-        """Shapes that could hold ``w`` in an empty pool (cheapest first), or why none can."""
+        """``placement.fitting_shapes``, once per kind of workload."""
         key = (w.gpu_class, w.min_gpu_memory_mib, w.workers, w.gpus_per_worker)
         cached = self._fit_cache.get(key)
-        if cached is not None:
-            return cached
-        eligible = [
-            s.id
-            for s in self.shapes
-            if (w.gpu_class is None or s.gpu_class == w.gpu_class)
-            and s.memory_mib >= w.min_gpu_memory_mib
-            and self.pool.node_sizes[s.id]
-        ]
-        g = w.gpus_per_worker
-        why: _Why | None = None
-        fitting = [
-            s
-            for s in eligible
-            if g > 0
-            and sum(k * (size // g) for size, k in self.pool.node_sizes[s].items()) >= w.workers
-        ]
-        if not eligible:
-            why = (reasons.no_matching_gpus, (w.gpu_class, w.min_gpu_memory_mib))
-        elif not fitting:
-            largest = max(eligible, key=lambda s: max(self.pool.node_sizes[s]))
-            why = (
-                reasons.gang_too_large,
-                (w.workers, g, self.shapes[largest].gpu_class, max(self.pool.node_sizes[largest])),
-            )
-        self._fit_cache[key] = (fitting, why)
-        return fitting, why
+        if cached is None:
+            cached = self._fit_cache[key] = fitting_shapes(self.pool, w)
+        return cached
 
     def run(self) -> Decisions:
         queues = self.queues
@@ -296,51 +237,69 @@ class _Cycle:
         w, fitting, why = entry
         if why is not None:
             return why
-        index, shapes = self.index, self.shapes
-        n, g = w.workers, w.gpus_per_worker
-        need = n * g
-        allocated = self.alloc[c]
-        cheapest = need * shapes[fitting[0]].weight
-        cap = self.caps[c]
+        allocated, cap = self.alloc[c], self.caps[c]
+        cheapest = w.gpus * self.shapes[fitting[0]].weight
         if allocated + cheapest > cap + EPSILON:
             return (reasons.over_cap, (allocated, cap, cheapest))
-        free_total = index.free_total
-        capped = 0.0  # units on a shape with room that the cap rules out
+        capped = self._admit_on_free(w, c, fitting)
+        if capped is None:
+            return None
+        # restarting others is for workloads that waited long enough (preemption delay)
+        patient = self._patient(w)
+        if patient and self._restart_others(w, c, fitting):
+            return None
+        return self._why_waiting(w, c, fitting, capped, patient)
+
+    def _admit_on_free(self, w: Workload, c: int, fitting: list[int]) -> float | None:
+        """Admit ``w`` on free GPUs of the cheapest shape that holds it within the cap (None);
+        else the units on a shape with room that the cap ruled out (0 if none)."""
+        index, need = self.index, w.gpus
+        capped = 0.0
         for s in fitting:
-            if free_total[s] >= need and index.slots(s, g) >= n:
-                units = need * shapes[s].weight
-                if allocated + units <= cap + EPSILON:
+            if index.free_total[s] >= need and index.slots(s, w.gpus_per_worker) >= w.workers:
+                units = need * self.shapes[s].weight
+                if self.alloc[c] + units <= self.caps[c] + EPSILON:
                     self._admit(w, c, s, units)
                     return None
                 capped = capped or units
-        # restarting others is for workloads that waited long enough (preemption delay)
-        patient = self._patient(w)
+        return capped
+
+    def _restart_others(self, w: Workload, c: int, fitting: list[int]) -> bool:
+        """Admit ``w`` by moving workloads (consolidation), else by preempting (fair share)."""
         # moving small workloads off a nearly free node costs nobody any share: try it first
-        if patient and self.policy.consolidation and self._consolidate_for(w, c, fitting):
-            return None
+        if self.policy.consolidation and self._consolidate_for(w, c, fitting):
+            return True
         self.shares.refresh()
         # the cheapest shape costs least: if even it would take the community above its
         # entitlement, no preemption is allowed on any shape
-        if (
-            patient
-            and self.policy.preemption
-            and allocated + cheapest <= self.entitled[c] + EPSILON
+        cheapest = w.gpus * self.shapes[fitting[0]].weight
+        return (
+            self.policy.preemption
+            and self.alloc[c] + cheapest <= self.entitled[c] + EPSILON
             and self._preempt_for(w, c, fitting)
-        ):
-            return None
+        )
+
+    def _why_waiting(
+        self, w: Workload, c: int, fitting: list[int], capped: float, patient: bool
+    ) -> _Why:
+        """The first reason that applies (``DESIGN.md``, "Passes and waiting reasons")."""
+        self.shares.refresh()
+        index, shapes = self.index, self.shapes
+        n, g = w.workers, w.gpus_per_worker
+        allocated, entitled = self.alloc[c], self.entitled[c]
+        cheapest = w.gpus * shapes[fitting[0]].weight
         if capped:
-            return (reasons.over_cap, (allocated, cap, capped))
+            return (reasons.over_cap, (allocated, self.caps[c], capped))
         for s in fitting:
-            if free_total[s] >= need:
-                cls = shapes[s].gpu_class
-                return (reasons.fragmented, (n, g, cls, index.largest_block(s)))
-        if allocated + cheapest > self.entitled[c] + EPSILON:
-            return (reasons.over_share, (allocated, self.entitled[c], cheapest))
+            if index.free_total[s] >= w.gpus:
+                return (reasons.fragmented, (n, g, shapes[s].gpu_class, index.largest_block(s)))
+        if allocated + cheapest > entitled + EPSILON:
+            return (reasons.over_share, (allocated, entitled, cheapest))
         s = fitting[0]
         left = 0.0 if patient else self._delay_left(w)
         return (
             reasons.pool_exhausted,
-            (n, g, shapes[s].gpu_class, free_total[s], self.policy.preemption, left),
+            (n, g, shapes[s].gpu_class, index.free_total[s], self.policy.preemption, left),
         )
 
     def _preempt_for(self, w: Workload, c: int, fitting: list[int]) -> bool:
@@ -362,34 +321,17 @@ class _Cycle:
         memo = self._memo.get((s, g, strict))
         if memo is not None and memo[0] == self.index.version and memo[1] <= n:
             return False
-        alloc, entitled, guaranteed = self.alloc, self.entitled, self.guaranteed
+        rule = Rule(self.alloc, self.entitled, keep, self.guaranteed)
         victims = find_victims(
-            self.index,
-            s,
-            n,
-            g,
-            preemptor=c,
-            candidates=self.candidates[s],
-            alloc=alloc,
-            entitled=entitled,
-            keep=keep,
-            guaranteed=guaranteed,
+            self.index, s, n, g, preemptor=c, candidates=self.candidates[s], rule=rule
         )
         if victims is None and g > 1:
             # the surplus ran out before a whole block was free: clear the nodes that
             # cost least instead (defragmenting preemption)
+            on_node = self.victims_on_node()
+            lowest = self._lowest_priority
             victims = find_block_victims(
-                self.index,
-                s,
-                n,
-                g,
-                preemptor=c,
-                on_node=self.victims_on_node(),
-                alloc=alloc,
-                entitled=entitled,
-                keep=keep,
-                guaranteed=guaranteed,
-                lowest_priority=self._lowest_priority,
+                self.index, s, n, g, preemptor=c, on_node=on_node, rule=rule, lowest_priority=lowest
             )
         if victims is None and strict and self.policy.consolidation and self.movable_per_shape[s]:
             # no node can be cleared alone: preempt, then move small workloads together
@@ -418,21 +360,11 @@ class _Cycle:
         self.preempted_in_pass = True
 
     def victims_on_node(self) -> list[list[Live]]:
-        """Candidate victims (any shape) per node id, each listed once per node it uses."""
+        """``preemption.victims_per_node``, built on first use."""
         if self._victims_on_node is None:
-            on_node: list[list[Live]] = [[] for _ in self.node_names]
-            seen: set[int] = set()
-            for cands in self.candidates:
-                for live in cands:
-                    if id(live) in seen:
-                        continue
-                    seen.add(id(live))
-                    for i in sorted(set(live.nodes)):
-                        on_node[i].append(live)
-                    self._lowest_priority = min(
-                        self._lowest_priority, live.running.workload.priority
-                    )
-            self._victims_on_node = on_node
+            self._victims_on_node, self._lowest_priority = victims_per_node(
+                self.candidates, len(self.node_names)
+            )
         return self._victims_on_node
 
     def _consolidate_for(self, w: Workload, c: int, fitting: list[int]) -> bool:
@@ -489,17 +421,11 @@ class _Cycle:
         (for a gang no single node can be cleared for). Victims whose GPUs stayed free are
         put back. On failure nothing changes and None is returned."""
         version = self.index.version
-        taken = free_in_total(
-            self.index,
-            s,
-            w.workers * w.gpus_per_worker,
-            preemptor=c,
-            candidates=self.candidates[s],
-            alloc=self.alloc,
-            entitled=self.entitled,
-            guaranteed=self.guaranteed,
-        )
         need = w.workers * w.gpus_per_worker
+        rule = Rule(self.alloc, self.entitled, self.entitled, self.guaranteed)
+        taken = free_in_total(
+            self.index, s, need, preemptor=c, candidates=self.candidates[s], rule=rule
+        )
         if self.index.free_total[s] >= need and self._move_and_admit(w, c, s, units):
             return keep_used(self.index, taken, self.alloc)
         undo(self.index, taken, self.alloc)

@@ -13,7 +13,9 @@ exactly one of its ``f // g`` slots), so placement never rolls back.
 
 from __future__ import annotations
 
-from polyculture.scheduling.capacity import FreeIndex
+from polyculture.scheduling import reasons
+from polyculture.scheduling.capacity import FreeIndex, Pool
+from polyculture.scheduling.snapshot import Workload
 
 
 def place(
@@ -93,3 +95,31 @@ def _least_loaded(
         if best is None or key < best:
             best, best_node = key, node
     return best_node
+
+
+def fitting_shapes(pool: Pool, w: Workload) -> tuple[list[int], reasons.Why | None]:
+    """Shapes that could hold ``w`` in an empty pool (cheapest first), or why none can:
+    the class and memory it asks for, and enough nodes with room for a worker each."""
+    eligible = [
+        s.id
+        for s in pool.shapes
+        if (w.gpu_class is None or s.gpu_class == w.gpu_class)
+        and s.memory_mib >= w.min_gpu_memory_mib
+        and pool.node_sizes[s.id]
+    ]
+    g = w.gpus_per_worker
+    fitting = [
+        s
+        for s in eligible
+        if g > 0 and sum(k * (size // g) for size, k in pool.node_sizes[s].items()) >= w.workers
+    ]
+    if not eligible:
+        return fitting, (reasons.no_matching_gpus, (w.gpu_class, w.min_gpu_memory_mib))
+    if not fitting:
+        largest = max(eligible, key=lambda s: max(pool.node_sizes[s]))
+        biggest = max(pool.node_sizes[largest])
+        return fitting, (
+            reasons.gang_too_large,
+            (w.workers, g, pool.shapes[largest].gpu_class, biggest),
+        )
+    return fitting, None

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from polyculture.scheduling.capacity import FreeIndex
 from polyculture.scheduling.entitlement import EPSILON
-from polyculture.scheduling.snapshot import Running
+from polyculture.scheduling.snapshot import Policy, Running
 
 
 class Live:
@@ -89,14 +90,19 @@ def victim_order(live: Live) -> VictimOrder:
     return (r.workload.priority, r.restarts, live.at_risk, -r.started, r.workload.key)
 
 
-def givable(
-    live: Live,
-    taken: float,
-    alloc: list[float],
-    entitled: list[float],
-    keep: list[float],
-    guaranteed: list[float],
-) -> bool:
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """Who may give a victim (per community id): what each holds now (``alloc``, updated in
+    place as victims are taken), its entitlement, what it must keep (its entitlement under
+    the strict rule, its guarantee floor when reclaiming) and its guarantee."""
+
+    alloc: list[float]
+    entitled: list[float]
+    keep: list[float]
+    guaranteed: list[float]
+
+
+def givable(live: Live, taken: float, rule: Rule) -> bool:
     """Whether ``live`` may be a victim once ``taken`` units of its community were chosen.
 
     Its community must be above its entitlement before giving it and keep at least
@@ -104,11 +110,11 @@ def givable(
     after; a serving workload also leaves its community at or above its guarantee.
     """
     c = live.community
-    held = alloc[c] - taken
+    held = rule.alloc[c] - taken
     left = held - live.units
-    if held <= entitled[c] + EPSILON or left < keep[c] - EPSILON:
+    if held <= rule.entitled[c] + EPSILON or left < rule.keep[c] - EPSILON:
         return False
-    return not (live.serving and left < guaranteed[c] - EPSILON)
+    return not (live.serving and left < rule.guaranteed[c] - EPSILON)
 
 
 def release(index: FreeIndex, live: Live, alloc: list[float]) -> None:
@@ -149,10 +155,7 @@ def find_victims(
     *,
     preemptor: int,
     candidates: list[Live],
-    alloc: list[float],
-    entitled: list[float],
-    keep: list[float],
-    guaranteed: list[float],
+    rule: Rule,
 ) -> list[Live] | None:
     """Victims whose removal lets the gang fit on ``shape``, or None.
 
@@ -160,6 +163,7 @@ def find_victims(
     ``alloc`` (the caller marks them preempted); on failure both are as they were.
     ``candidates`` are in :func:`victim_order` and already filtered by minimum runtime.
     """
+    alloc, entitled, keep, guaranteed = rule.alloc, rule.entitled, rule.keep, rule.guaranteed
     taken: list[Live] = []
     starved = False  # a candidate was skipped because its community had no surplus left
     fits = False
@@ -190,12 +194,33 @@ def find_victims(
     for live in candidates:
         if live.preempted or live.community == preemptor or live.community < 0:
             continue
-        if not givable(live, 0.0, alloc, entitled, keep, guaranteed):
+        if not givable(live, 0.0, rule):
             continue
         release(index, live, alloc)
         if index.slots(shape, gpus_per_worker) >= workers:
             return [live]
         restore(index, live, alloc)
+    return None
+
+
+def _clear_node(node: int, lives: list[Live], lacking: int, rule: Rule) -> list[Live] | None:
+    """Victims among ``lives`` (on ``node``) that free ``lacking`` GPUs there, lowest
+    priority and fewest units first, each givable counting those already chosen; or None."""
+    if sum(live.gpus * live.nodes.count(node) for live in lives) < lacking:
+        return None
+    lives.sort(key=lambda live: (live.running.workload.priority, live.units))
+    chosen: list[Live] = []
+    spent: dict[int, float] = {}
+    freed = 0
+    for live in lives:
+        v = live.community
+        if not givable(live, spent.get(v, 0.0), rule):
+            continue
+        spent[v] = spent.get(v, 0.0) + live.units
+        chosen.append(live)
+        freed += live.gpus * live.nodes.count(node)
+        if freed >= lacking:
+            return chosen
     return None
 
 
@@ -207,10 +232,7 @@ def find_block_victims(
     *,
     preemptor: int,
     on_node: list[list[Live]],
-    alloc: list[float],
-    entitled: list[float],
-    keep: list[float],
-    guaranteed: list[float],
+    rule: Rule,
     lowest_priority: int = 0,
 ) -> list[Live] | None:
     """Victims that clear whole blocks for the gang on ``shape``, node by node, or None.
@@ -227,6 +249,7 @@ def find_block_victims(
     :func:`find_victims`.
     """
     g = gpus_per_worker
+    alloc = rule.alloc
     count, buckets = index.count[shape], index.buckets[shape]
     taken: list[Live] = []
     while index.slots(shape, g) < workers:
@@ -244,22 +267,8 @@ def find_block_victims(
                     for live in on_node[node]
                     if not live.preempted and live.community != preemptor
                 ]
-                if sum(live.gpus * live.nodes.count(node) for live in lives) < lacking:
-                    continue
-                lives.sort(key=lambda live: (live.running.workload.priority, live.units))
-                chosen: list[Live] = []
-                spent: dict[int, float] = {}
-                freed = 0
-                for live in lives:
-                    v = live.community
-                    if not givable(live, spent.get(v, 0.0), alloc, entitled, keep, guaranteed):
-                        continue
-                    spent[v] = spent.get(v, 0.0) + live.units
-                    chosen.append(live)
-                    freed += live.gpus * live.nodes.count(node)
-                    if freed >= lacking:
-                        break
-                if freed < lacking:
+                chosen = _clear_node(node, lives, lacking, rule)
+                if chosen is None:
                     continue
                 cost = (
                     max(live.running.workload.priority for live in chosen),
@@ -291,9 +300,7 @@ def free_in_total(
     *,
     preemptor: int,
     candidates: list[Live],
-    alloc: list[float],
-    entitled: list[float],
-    guaranteed: list[float],
+    rule: Rule,
 ) -> list[Live]:
     """Preempt givable victims (strict rule, victim order) until ``shape`` has ``need`` GPUs
     free in total, wherever they are; the victims taken, marked preempted (for consolidation
@@ -305,9 +312,9 @@ def free_in_total(
         v = live.community
         if live.preempted or v == preemptor or v < 0:
             continue
-        if not givable(live, 0.0, alloc, entitled, entitled, guaranteed):
+        if not givable(live, 0.0, rule):
             continue
-        release(index, live, alloc)
+        release(index, live, rule.alloc)
         live.preempted = True  # neither a victim twice nor moved
         taken.append(live)
     return taken
@@ -333,3 +340,44 @@ def undo(index: FreeIndex, taken: list[Live], alloc: list[float]) -> None:
     for live in reversed(taken):
         restore(index, live, alloc)
         live.preempted = False
+
+
+def victims_per_node(candidates: list[list[Live]], nodes: int) -> tuple[list[list[Live]], int]:
+    """Candidate victims (of any shape) per node id, each listed once per node it uses; and
+    the lowest priority among them (0 if none lower)."""
+    on_node: list[list[Live]] = [[] for _ in range(nodes)]
+    seen: set[int] = set()
+    lowest = 0
+    for cands in candidates:
+        for live in cands:
+            if id(live) in seen:
+                continue
+            seen.add(id(live))
+            for i in sorted(set(live.nodes)):
+                on_node[i].append(live)
+            lowest = min(lowest, live.running.workload.priority)
+    return on_node, lowest
+
+
+def protected(running: Running, policy: Policy, now: float) -> bool:
+    """Whether ``running`` is inside its minimum runtime, which grows with its restarts
+    (``min_runtime_s × restart_backoff ** restarts``)."""
+    runtime = policy.min_runtime_s * policy.restart_backoff**running.restarts
+    return now - running.started < runtime
+
+
+def candidates_by_shape(
+    lives: list[Live], shape_of: list[int], shapes: int, policy: Policy, now: float
+) -> list[list[Live]]:
+    """Victim candidates per shape, in :func:`victim_order`: of known communities, past
+    their minimum runtime; none when preemption is off."""
+    candidates: list[list[Live]] = [[] for _ in range(shapes)]
+    if not policy.preemption:
+        return candidates
+    for live in lives:
+        if live.community >= 0 and not protected(live.running, policy, now):
+            for s in sorted({shape_of[i] for i in live.nodes}):
+                candidates[s].append(live)
+    for cands in candidates:
+        cands.sort(key=victim_order)
+    return candidates

@@ -7,7 +7,8 @@ the order of the table there. Messages name the numbers that would have to chang
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Callable
+from typing import Any, Final
 
 UNKNOWN_COMMUNITY: Final = "UnknownCommunity"
 NO_MATCHING_GPUS: Final = "NoMatchingGPUs"
@@ -18,6 +19,8 @@ OVER_SHARE: Final = "OverShare"
 POOL_EXHAUSTED: Final = "PoolExhausted"
 
 Reason = tuple[str, str]
+#: a reason formatted only once the cycle is over: (formatter, its arguments)
+Why = tuple[Callable[..., Reason], tuple[Any, ...]]
 
 
 def gpus(x: float) -> str:

@@ -2,8 +2,10 @@
 
 Each cycle builds a :class:`~polyculture.scheduling.snapshot.Snapshot` from the replay's pool
 state and applies the core's decisions unchanged. Consolidation is on unless turned off: a
-workload the core moves is preempted (reason ``Consolidation``) and started again at once on
-its new node, paying the restart cost like any preempted job, but no wait. The snapshot is
+workload the core moves is preempted (reason ``Consolidation``) and started again on its new
+node once its grace period is over, paying what any preempted job pays (lost work, restart
+cost). The core is told each running job's restarts and checkpoints (unless
+``victim_costs`` is off) and a requeued job's ``waiting_since``. The snapshot is
 built incrementally: nodes and each job's :class:`Workload` are made once, a
 :class:`Running` once per start, so a cycle costs the core's time plus a few tuple copies.
 

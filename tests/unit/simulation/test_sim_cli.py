@@ -170,3 +170,16 @@ def test_a_config_weights_the_partition_and_the_fair_share(
     assert (equal["preemptions"], weighted["preemptions"]) == (4, 2)
     assert equal["per_community"]["y"]["wait_p95_s"] == 0
     assert weighted["per_community"]["y"]["wait_p95_s"] > 0
+
+
+def test_usage_weights_follow_gpu_time_and_set_the_slices(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["--trace", str(small_trace(tmp_path)), "--gpus", "100", "--json"]
+    assert main([*argv, "--weights", "usage"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    # x asks 12 × 3600 GPU-s, y 2 × 600: 97% and 3%
+    config = report["setup"]["config"]
+    assert {name: entry["weight"] for name, entry in config.items()} == {"x": 97.0, "y": 3.0}
+    assert {name: entry["guaranteed_gpus"] for name, entry in config.items()} == {"x": 48, "y": 1}
+    assert report["setup"]["partition_slices"] == {"x": 97, "y": 3}

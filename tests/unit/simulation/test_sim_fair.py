@@ -103,7 +103,7 @@ def test_minimum_runtime_defers_preemption_to_when_the_victim_may_stop() -> None
 def test_the_queue_prefix_shown_to_the_core_changes_no_decision(
     monkeypatch: pytest.MonkeyPatch, reclaim: bool
 ) -> None:
-    trace = load_philly(PHILLY, limit=1200)
+    trace = load_philly(PHILLY, limit=600)
     nodes = build_pool(48)
 
     def decisions() -> list[tuple[float, tuple[str, ...], tuple[tuple[str, tuple[int, ...]], ...]]]:
