@@ -24,6 +24,11 @@ last Pods once every model is admitted):
 - ``cycle_s_mean`` / ``cycles``: the admission loop's scheduling cycles
   (``polyculture_scheduler_cycle_duration_seconds`` of the operator's metrics).
 
+``--backend-only`` leaves the operator out: the benchmark places ``--models`` single-GPU
+clusters itself and creates them through the ``kubernetes`` backend (``--senders`` threads),
+then prints ``creates_per_s``, ``pods_bound_p50_s`` / ``pods_bound_p99_s`` (backend create to
+head Pod bound), ``api_requests_per_cluster`` and ``teardown_all_s``.
+
 Nothing runs in a container on a kwok node, so a cluster never becomes Ready; the measured
 path ends at "Pods bound". This is a measuring tool (it reads clocks); it is not a test.
 """
@@ -153,6 +158,28 @@ def model_body(name: str, pool: str, community: str) -> dict[str, Any]:
     }
 
 
+def _namespaces_and_nodes(
+    api: Any, *, nodes: int, gpus_per_node: int, communities: int, senders: int
+) -> tuple[list[str], list[str]]:
+    """One namespace per community and ``nodes`` kwok GPU nodes of one owner per ten nodes."""
+    core = client.CoreV1Api(api)
+    names = [f"community-{i}" for i in range(communities)]
+    for name in names:
+        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    owners = max(1, nodes // 10)
+    owner_names = [f"owner-{i:02d}" for i in range(owners)]
+    with ThreadPoolExecutor(senders) as pool_of_senders:
+        list(
+            pool_of_senders.map(
+                lambda i: create_gpu_node(
+                    api, f"gpu-{i:04d}", owner_names[i % owners], gpus_per_node
+                ),
+                range(nodes),
+            )
+        )
+    return names, owner_names
+
+
 def run(
     models: int,
     gpus_per_node: int,
@@ -162,7 +189,6 @@ def run(
     pods_wait_s: float,
 ) -> dict[str, Any]:
     nodes = math.ceil(models / gpus_per_node) + 1
-    owners = max(1, nodes // 10)
     with (
         tempfile.TemporaryDirectory(prefix="pc-opbench-") as tmp,
         ControlPlane(run_dir=Path(tmp) / "cp") as cp,
@@ -172,19 +198,9 @@ def run(
         api = config.new_client_from_config(config_file=str(cp.kubeconfig))  # type: ignore[no-untyped-call]
         api.configuration.connection_pool_maxsize = senders + 4
         objs, core = client.CustomObjectsApi(api), client.CoreV1Api(api)
-        names = [f"community-{i}" for i in range(communities)]
-        for name in names:
-            core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-        owner_names = [f"owner-{i:02d}" for i in range(owners)]
-        with ThreadPoolExecutor(senders) as pool_of_senders:
-            list(
-                pool_of_senders.map(
-                    lambda i: create_gpu_node(
-                        api, f"gpu-{i:04d}", owner_names[i % owners], gpus_per_node
-                    ),
-                    range(nodes),
-                )
-            )
+        names, owner_names = _namespaces_and_nodes(
+            api, nodes=nodes, gpus_per_node=gpus_per_node, communities=communities, senders=senders
+        )
         pool = {
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": "ComputePool",
@@ -311,6 +327,114 @@ def run(
     }
 
 
+def run_backend(
+    models: int, gpus_per_node: int, communities: int, senders: int, timeout_s: float
+) -> dict[str, Any]:
+    """The ``kubernetes`` backend alone, without the operator: ``models`` single-GPU clusters
+    created by ``senders`` threads (each placed by hand, ``gpus_per_node`` per node), timed
+    from each create to its head Pod bound, then all torn down."""
+    from polyculture.api.compute_pool import RaySettings
+    from polyculture.ray.backend import NodePlacement, Placement, WorkloadRef
+    from polyculture.ray.kubernetes import KubernetesBackend
+
+    nodes = math.ceil(models / gpus_per_node)
+    with (
+        tempfile.TemporaryDirectory(prefix="pc-backendbench-") as tmp,
+        ControlPlane(run_dir=Path(tmp) / "cp") as cp,
+    ):
+        cp.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+        cp.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+        api = config.new_client_from_config(config_file=str(cp.kubeconfig))  # type: ignore[no-untyped-call]
+        api.configuration.connection_pool_maxsize = senders + 4
+        objs, core = client.CustomObjectsApi(api), client.CoreV1Api(api)
+        names, owner_names = _namespaces_and_nodes(
+            api, nodes=nodes, gpus_per_node=gpus_per_node, communities=communities, senders=senders
+        )
+
+        def model(i: int) -> WorkloadRef:
+            namespace, name = names[i % communities], f"m-{i:05d}"
+            made: Any = objs.create_namespaced_custom_object(
+                GROUP, VERSION, namespace, "communitymodels", model_body(name, "none", namespace)
+            )
+            return WorkloadRef(
+                namespace=namespace, name=name, uid=made["metadata"]["uid"], community=namespace
+            )
+
+        with ThreadPoolExecutor(senders) as pool_of_senders:
+            workloads = list(pool_of_senders.map(model, range(models)))
+        placements = [
+            Placement(
+                gpus_per_worker=1,
+                nodes=(
+                    NodePlacement(
+                        node=f"gpu-{i // gpus_per_node:04d}",
+                        owner=owner_names[(i // gpus_per_node) % len(owner_names)],
+                        gpu_class="H100",
+                    ),
+                ),
+            )
+            for i in range(models)
+        ]
+        stop = threading.Event()
+        bound = Seen()
+
+        def on_pod(obj: dict[str, Any]) -> None:
+            labels = obj["metadata"].get("labels") or {}
+            if (obj.get("spec") or {}).get("nodeName"):
+                bound.mark(f"{obj['metadata']['namespace']}/{labels.get('polyculture.dev/model')}")
+
+        follow(
+            stop,
+            core.list_pod_for_all_namespaces,
+            on_pod,
+            label_selector="app.kubernetes.io/managed-by=polyculture",
+        )
+        backend = KubernetesBackend("bench", RaySettings(), api, token_dir=Path(tmp) / "tokens")
+        try:
+            before = operator_requests(cp.get("/metrics")[1].decode())
+            sent: dict[str, float] = {}
+
+            def create(i: int) -> Any:
+                w = workloads[i]
+                sent[f"{w.namespace}/{w.name}"] = time.monotonic()
+                return backend.create(w, placements[i])
+
+            start = time.monotonic()
+            with ThreadPoolExecutor(senders) as pool_of_senders:
+                handles = list(pool_of_senders.map(create, range(models)))
+            create_s = time.monotonic() - start
+            wait_for(lambda: bound.count() >= models, timeout_s, "every head Pod bound", 0.2)
+            requests = operator_requests(cp.get("/metrics")[1].decode()) - before
+            start_down = time.monotonic()
+            with ThreadPoolExecutor(senders) as pool_of_senders:
+                list(pool_of_senders.map(backend.teardown, handles))
+
+            def all_gone() -> bool:
+                left = core.list_pod_for_all_namespaces(
+                    label_selector="app.kubernetes.io/managed-by=polyculture", limit=1
+                )
+                return not left.items
+
+            wait_for(all_gone, timeout_s, "every Pod deleted", 0.5)
+            teardown_s = time.monotonic() - start_down
+        finally:
+            stop.set()
+            backend.close()
+    latencies = [bound.times[k] - sent[k] for k in sent if k in bound.times]
+    return {
+        "mode": "backend",
+        "clusters": models,
+        "nodes": nodes,
+        "create_s": round(create_s, 2),
+        "creates_per_s": round(models / create_s, 1),
+        "pods_bound": len(latencies),
+        "pods_bound_p50_s": round(statistics.median(latencies), 2),
+        "pods_bound_p99_s": round(percentile(latencies, 99), 2),
+        "api_requests_per_cluster": round(requests / models, 2),
+        "teardown_all_s": round(teardown_s, 2),
+    }
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="polyculture bench operator",
@@ -327,6 +451,11 @@ def main(argv: list[str]) -> int:
         default=120,
         help="once every model is admitted, seconds to wait for the last Pods to be bound",
     )
+    parser.add_argument(
+        "--backend-only",
+        action="store_true",
+        help="no operator: time the kubernetes backend alone (create -> head Pod bound)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     for name in ("models", "gpus_per_node", "communities", "senders"):
@@ -336,6 +465,12 @@ def main(argv: list[str]) -> int:
                 file=sys.stderr,
             )
             return 2
+    if args.backend_only:
+        alone = run_backend(
+            args.models, args.gpus_per_node, args.communities, args.senders, args.timeout
+        )
+        print(json.dumps(alone) if args.json else yaml.safe_dump(alone, sort_keys=False))
+        return 0 if alone["pods_bound"] == args.models else 1
     result = run(
         args.models,
         args.gpus_per_node,

@@ -5,8 +5,9 @@ For an admitted workload of pool ``P`` placed on nodes ``n0, n1, ...``:
 - a **head Pod** ``<cluster>-head`` on ``n0`` that holds ``n0``'s share of the gang's GPUs (a
   single-node workload is this head alone), and one **worker Pod** ``<cluster>-w<i>`` per
   further placed node ``n<i>``, holding that node's share;
-- a **Service** ``<cluster>`` in front of the head (GCS, dashboard, Ray Client, Serve HTTP):
-  the workers join through it and the operator reaches the dashboard through it;
+- a headless **Service** ``<cluster>`` for the head (GCS, dashboard, Ray Client, Serve HTTP):
+  its DNS name is the head Pod's address; the workers join through it and the operator
+  reaches the dashboard through it;
 - a **Secret** ``<cluster>-token`` holding the cluster's Ray auth token, mounted read-only in
   every Pod (``RAY_AUTH_MODE=token``, ``RAY_AUTH_TOKEN_PATH``).
 
@@ -211,7 +212,9 @@ def head_service(spec: RayCluster) -> dict[str, Any]:
         "kind": "Service",
         "metadata": _metadata(spec, service_name(spec.name), common_labels(spec)),
         "spec": {
-            "type": "ClusterIP",
+            # headless: the name resolves to the head Pod itself; no virtual IP to allocate
+            # (a cluster's range is finite) and no proxy rules per cluster
+            "clusterIP": "None",
             "selector": {CLUSTER_LABEL: spec.name, COMPONENT: HEAD},
             # workers must reach the GCS while the head is still starting
             "publishNotReadyAddresses": True,

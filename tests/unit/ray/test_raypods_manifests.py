@@ -300,7 +300,7 @@ def test_service_and_secret() -> None:
         "kind": "Service",
         "metadata": {"name": CLUSTER, **meta},
         "spec": {
-            "type": "ClusterIP",
+            "clusterIP": "None",
             "selector": {
                 "polyculture.dev/cluster": CLUSTER,
                 "app.kubernetes.io/component": "head",
