@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -105,6 +107,32 @@ def test_kubectl_polyculture_status_shows_the_pool_and_its_models(
         assert one.returncode == 0 and f"{ns}/lost" not in one.stdout
         missing = kubectl_plugin(control_plane, "status", "--pool", f"none-{tag}")
         assert missing.returncode == 1 and "no ComputePool named" in missing.stdout
+
+        # --watch keeps redrawing until Ctrl-C, then exits 0
+        watch = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "polyculture",
+                "status",
+                "--watch",
+                "--interval",
+                "0.5",
+                "--pool",
+                pool,
+                "--kubeconfig",
+                str(control_plane.kubeconfig),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=dict(os.environ, COLUMNS="200"),
+        )
+        time.sleep(6)
+        watch.send_signal(signal.SIGINT)
+        out, err = watch.communicate(timeout=20)
+        assert watch.returncode == 0, err
+        assert f"pool {pool}" in out  # the last frame (rich redraws only on a terminal)
     finally:
         with contextlib.suppress(ApiException):
             objs.delete_cluster_custom_object(GROUP, VERSION, "computepools", pool)
