@@ -133,12 +133,20 @@ def unpack_debs(versions: dict[str, str], root: Path, debs: Path) -> None:
     wanted = [f"{p}={v}" for p, v in sorted(versions.items())]
     sandbox = ["-o", "APT::Sandbox::User=root"] if os.geteuid() == 0 else []
     subprocess.run(["apt-get", "download", "-qq", *sandbox, *wanted], cwd=debs, check=True)
-    for deb in sorted(debs.glob("*.deb")):
-        name = subprocess.run(
-            ["dpkg-deb", "-f", str(deb), "Package"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-        if name in versions:
+    unpacked = set()
+    for deb in sorted(debs.glob("*.deb")):  # the cache may hold older versions too
+        name, version = subprocess.run(
+            ["dpkg-deb", "-f", str(deb), "Package", "Version"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split("\n")[:2]
+        name, version = name.split(":", 1)[1].strip(), version.split(":", 1)[1].strip()
+        if versions.get(name) == version:
             subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
+            unpacked.add(name)
+    if unpacked != set(versions):
+        raise SystemExit(f"image: packages not downloaded: {sorted(set(versions) - unpacked)}")
     # what maintainer scripts or a base system would have made
     etc = root / "etc"
     etc.mkdir(exist_ok=True)
