@@ -34,6 +34,8 @@ from zoneinfo import ZoneInfo
 
 import yaml
 
+from polyculture.api.compute_pool import ComputePoolSpec
+from polyculture.api.windows import window_open
 from polyculture.controlplane.nodes import create_gpu_node
 from polyculture.controlplane.operator import OperatorProcess
 from polyculture.controlplane.runner import ControlPlane, ControlPlaneError
@@ -69,10 +71,15 @@ def say(text: str) -> None:
 
 
 def window_offset(now: datetime) -> float:
-    """Seconds to add to ``now`` to reach the next Saturday noon in Berlin (0 at a weekend)."""
-    berlin = now.astimezone(ZoneInfo("Europe/Berlin"))
-    if berlin.weekday() >= 5 or berlin.hour >= 18 or berlin.hour < 8:
+    """Seconds to add to ``now`` for the university's lending window to be open (0 if it is):
+    the next Saturday noon in Berlin, where the example pool's windows are open."""
+    pool = ComputePoolSpec.model_validate(
+        yaml.safe_load((EXAMPLES / "pool-cooperative.yaml").read_text())["spec"]
+    )
+    lab = next(m for m in pool.members if m.owner == "university-lab")
+    if not lab.windows or window_open(lab.windows, now):
         return 0.0
+    berlin = now.astimezone(ZoneInfo("Europe/Berlin"))
     days = (LAB_WINDOW_OPEN[0] - berlin.weekday()) % 7
     target = (berlin + timedelta(days=days)).replace(
         hour=LAB_WINDOW_OPEN[1], minute=0, second=0, microsecond=0
