@@ -95,6 +95,10 @@ class Writer:
     post_event: PostEvent
 
 
+class ClusterStartError(RuntimeError):
+    """The workload's Ray cluster could not start: nothing of the workload ran."""
+
+
 @dataclass(frozen=True)
 class Outcome:
     """What a finished backend action found: ``kind`` is started, succeeded, failed,
@@ -377,6 +381,12 @@ class PoolLoop:
         view = views.get(key)
         try:
             outcome = future.result()
+        except ClusterStartError as err:  # never ran: requeued, not counted
+            log.warning("pool %s: %s: %s", self.pool, key, err)
+            metrics.record_reconcile_error(self.pool, "cluster-start")
+            if view is not None and view.phase == Phase.ADMITTED.value:
+                self._transition(view, lifecycle.start_failed(view, str(err), now))
+            return
         except Exception as err:  # a backend failure is this attempt's failure
             log.warning("pool %s: %s: backend action failed: %r", self.pool, key, err)
             metrics.record_reconcile_error(self.pool, "backend")
@@ -442,15 +452,21 @@ class PoolLoop:
         return Outcome("started", run, backend.submit_job(cluster, job))
 
     def _wait_ready(self, backend: ClusterBackend, cluster: ClusterHandle) -> None:
+        """Until the cluster is ready; a cluster that cannot start is torn down and reported
+        as :class:`ClusterStartError` (the workload is requeued, no attempt counted)."""
         deadline = time.monotonic() + READY_TIMEOUT_S
         while True:
             status = backend.status(cluster)
             if status.ready:
                 return
+            problem = ""
             if status.phase in (ClusterPhase.FAILED, ClusterPhase.GONE):
-                raise RuntimeError(f"Ray cluster {status.phase.value}: {status.message}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"Ray cluster not ready after {READY_TIMEOUT_S:g} s")
+                problem = f"Ray cluster {status.phase.value}: {status.message}"
+            elif time.monotonic() > deadline:
+                problem = f"Ray cluster not ready after {READY_TIMEOUT_S:g} s"
+            if problem:
+                backend.teardown(cluster)
+                raise ClusterStartError(problem[-500:])
             time.sleep(0.5)
 
     def _follow_job(self, view: ModelView, run: int, overdue: bool) -> Outcome | None:

@@ -24,6 +24,7 @@ TRAINED = "Trained"
 SERVING = "Serving"
 RUNNING = "Running"
 FAILED = "Failed"
+CLUSTER_START_FAILED = "ClusterStartFailed"
 
 Transition = tuple[dict[str, Any], ModelEvent]
 
@@ -139,3 +140,18 @@ def drained(view: ModelView, now: datetime) -> Transition:
         ),
     }
     return _released(view, patch, now), ModelEvent(view.key, "Normal", "Requeued", message)
+
+
+def start_failed(view: ModelView, why: str, now: datetime) -> Transition:
+    """Its Ray cluster could not start: back in the queue; nothing ran, nothing counted."""
+    message = f"the Ray cluster could not start, requeued (no attempt counted): {why}"
+    patch = {
+        "phase": Phase.QUEUED.value,
+        "waiting": {"reason": CLUSTER_START_FAILED, "message": message, "since": format_time(now)},
+        "conditions": set_condition(
+            view.status, RUNNING, "False", CLUSTER_START_FAILED, message, now, view.generation
+        ),
+    }
+    return _released(view, patch, now), ModelEvent(
+        view.key, "Warning", CLUSTER_START_FAILED, message
+    )

@@ -367,3 +367,14 @@ def test_failures_are_counted_preemptions_are_not() -> None:
     patch, event = lifecycle.drained(draining, NOW)
     assert (patch["phase"], patch["admission"], event.reason) == ("Queued", None, "Requeued")
     assert "attempts" not in patch and patch["waiting"]["reason"] == "OwnerReclaim"
+
+
+def test_a_cluster_that_cannot_start_requeues_without_counting() -> None:
+    admitted = {"phase": "Admitted", "admission": held({"c-0": 1}), "run": 1, "attempts": 1}
+    patch, event = lifecycle.start_failed(model("m", status=admitted), "node timed out", NOW)
+    assert (patch["phase"], patch["admission"], event.reason) == (
+        "Queued",
+        None,
+        "ClusterStartFailed",
+    )
+    assert "attempts" not in patch and patch["waiting"]["reason"] == "ClusterStartFailed"
