@@ -96,6 +96,7 @@ def model_body(
             "runtimeEnv": {"workingDir": str(WORKDIR)},
             "workers": workers,
             "gpusPerWorker": 1,
+            "maxAttempts": 10,  # a Ray node start can time out on a loaded 2-core machine
         },
     }
     if serve:
@@ -282,8 +283,12 @@ def test_ledger_export_verifies_and_equals_the_status_ledgers(
         return {"rows": rows, "status": status}
 
     seen = wait_for(matches, 60, "ledger totals equal to the status ledgers", every=2)
+    # per community the ledger sums its models' counters; the pool status keeps its own
+    # community counter (the admission loop's), which agrees within rounding and flush timing
+    used_by_models = sum(v for (kind, who, m), v in seen["rows"].items() if kind == "used" and m)
+    assert seen["rows"][("used", NS, "")] == pytest.approx(used_by_models, abs=0.001)
     consumed = {c["name"]: c["gpuSecondsConsumed"] for c in seen["status"]["communities"]}
-    assert seen["rows"][("used", NS, "")] == pytest.approx(consumed[NS], abs=0.01)
+    assert seen["rows"][("used", NS, "")] == pytest.approx(consumed[NS], rel=0.01)
     head = seen["status"]["ledger"]["head"]
     lines = export.read_text().splitlines()
     assert len(lines) >= 4 and json.loads(lines[-1])["hash"] == head
