@@ -80,6 +80,10 @@ POLL_TRAINING_S = 2.0
 POLL_SERVING_S = 5.0
 READY_TIMEOUT_S = 300.0
 SERVE_TIMEOUT_S = 300.0
+#: Ray clusters a pool starts at once: local ones compete for this machine's CPUs (a Ray
+#: node that cannot start within Ray's own timeout fails), remote ones do not
+LOCAL_MAX_STARTING = 1
+REMOTE_MAX_STARTING = 16
 
 PatchModel = Callable[[str, str, Mapping[str, Any]], Mapping[str, Any]]
 PatchPool = Callable[[str, Mapping[str, Any]], None]
@@ -176,6 +180,8 @@ class PoolLoop:
         self.backend_kind = ""
         self.backend: ClusterBackend | None = None
         self.backend_error = ""
+        #: models whose cluster is being started (a subset of ``tasks`` while in flight)
+        self.starting: set[str] = set()
         self.serve_on_mismatch = False
 
     # -- the step ----------------------------------------------------------------------------
@@ -200,6 +206,7 @@ class PoolLoop:
 
         for key, task in list(self.tasks.items()):
             if task.done() and self.tasks.pop(key, None) is task:
+                self.starting.discard(key)
                 self._apply_outcome(key, task, views, pv, now)
         views = self._views(model_bodies)
 
@@ -347,8 +354,11 @@ class PoolLoop:
                 placed = {str(p["node"]) for p in view.admission.get("placement") or []}
                 if placed & draining_nodes:
                     continue  # the GPUs are still being freed by a preempted workload
+                if len(self.starting & set(self.tasks)) >= self._max_starting():
+                    continue  # Ray clusters start one after another on this machine
                 action = self._start_training if view.stage == TRAINING else self._start_serving
                 self._submit(key, action, view, run, self._placement(view, pv))
+                self.starting.add(key)
             elif phase in (Phase.TRAINING.value, Phase.SERVING.value):
                 if clock < self.next_poll.get(key, 0.0):
                     continue
@@ -359,6 +369,10 @@ class PoolLoop:
                     self._submit(key, self._follow_job, view, run, overdue)
                 else:
                     self._submit(key, self._follow_serve, view, run)
+
+    def _max_starting(self) -> int:
+        """Clusters started at once: the local backend's share this machine's CPUs."""
+        return LOCAL_MAX_STARTING if self.backend_kind == "local" else REMOTE_MAX_STARTING
 
     def _overdue(self, view: ModelView, now: datetime) -> bool:
         limit = view.spec.training.max_runtime if view.spec.training else None
