@@ -218,6 +218,7 @@ class Demo:
         self.apply_examples()
         wait_for(lambda: "startup-h100" in self.members(), what="pool status")
         wait_for(lambda: "Invalid" in self.kubectl("get", "cmodel", "-A"), what="model verdicts")
+        print(self.kubectl("get", "cmodel", "-A", "-o", "wide"))
         print("what each owner lends now:")
         print(self.members())
 

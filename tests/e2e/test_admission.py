@@ -258,6 +258,7 @@ def held(cluster: Cluster) -> dict[str, int]:
     return {r["name"]: r["allocatedGPUs"] for r in rows}
 
 
+@pytest.mark.timeout(1800)
 def test_fair_share_preemption_and_resume(cluster: Cluster, tmp_path: Path) -> None:
     # 12 GPUs, gangs of 4: three run at once; demand of 3 + 2 + 2 gangs
     names = {"lingua": ["l1", "l2", "l3"], "medic": ["m1", "m2"], "arts": ["a1", "a2"]}

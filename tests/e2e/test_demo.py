@@ -19,6 +19,7 @@ import pytest
 pytestmark = [pytest.mark.e2e, pytest.mark.cluster, pytest.mark.ray, pytest.mark.slow]
 
 
+@pytest.mark.timeout(1500)
 def test_demo_tells_the_story_once_and_cleans_up(control_plane: object, tmp_path: Path) -> None:
     # control_plane: the binaries are built (and the session's plane is a neighbour to ignore)
     run_dir = tmp_path / "demo"
@@ -26,7 +27,7 @@ def test_demo_tells_the_story_once_and_cleans_up(control_plane: object, tmp_path
         [sys.executable, "-m", "polyculture", "demo", "--once", "--run-dir", str(run_dir)],
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=1400,
         check=False,
     )
     out = proc.stdout
