@@ -7,12 +7,12 @@
 3. The example pool (on the embedded ``local`` Ray backend), namespaces and models of
    ``examples/`` are applied, plus one model that can never fit (``Invalid``); the operator
    (a child process, logging to the run directory) admits what fits by fair share.
-4. ``yoruba-base`` trains on Ray to ``Trained`` (its checkpoint written); ``quechua-asr``
-   serves and its endpoint answers.
-5. ``sign-translator`` trains on the start-up's H100s; the start-up reclaims its nodes: the
+4. ``sign-translator`` trains on the start-up's H100s; the start-up reclaims its nodes: the
    training is preempted (``OwnerReclaim``), drains within the grace period and is requeued;
-   the start-up lends again, and the next run resumes from the checkpoint, trains to the end,
-   then serves, and its endpoint answers.
+   the start-up lends again, and the next run resumes from the checkpoint.
+5. Meanwhile ``yoruba-base`` trains on Ray to ``Trained`` (its checkpoint written) and
+   ``quechua-asr`` serves: its endpoint answers. ``sign-translator`` trains to the end, then
+   serves, and its endpoint answers.
 6. With ``--once`` the demo stops there (exit 0); otherwise it keeps showing the pool until
    Ctrl-C (or ``--duration``). Either way no process is left.
 """
@@ -223,21 +223,12 @@ class Demo:
         print(self.members())
 
         say("the admission loop admits what fits, fairly; Ray clusters start on the placed nodes")
-        self.wait_phase("yoruba-nlp", "yoruba-base", "Training", "Trained")
+        self.wait_phase("sign-language", "sign-translator", "Training")
         self.show(force=True)
 
-        say("yoruba-base trains on Ray and writes its checkpoint")
-        self.wait_phase("yoruba-nlp", "yoruba-base", "Trained")
-        print(f"yoruba-base: Trained, checkpoint at step {self.checkpoint_step('yoruba-base')}")
-
-        say("quechua-asr serves: its endpoint answers")
-        endpoint = self.wait_phase("quechua-speech", "quechua-asr", "Serving")["endpoint"]
-        print(f"GET {endpoint}?text=allinllachu -> {ask(endpoint + '?text=allinllachu')}")
-
-        say("sign-translator trains on the start-up's H100s ...")
-        self.wait_phase("sign-language", "sign-translator", "Training")
-        wait_for(lambda: self.checkpoint_step("sign-translator") >= 10, STEP_TIMEOUT_S, "ckpt")
-        self.show()
+        say("sign-translator trains on the start-up's H100s (its own reserve and borrowed GPUs)")
+        wait_for(lambda: self.checkpoint_step("sign-translator") >= 5, STEP_TIMEOUT_S, "ckpt")
+        print(f"sign-translator: checkpoint at step {self.checkpoint_step('sign-translator')}")
         say("... and the start-up reclaims its nodes: the training is preempted and requeued")
         self.set_reclaim("startup-h100", True)
         st = self.wait_phase("sign-language", "sign-translator", "Preempted", "Queued")
@@ -252,8 +243,18 @@ class Demo:
         self.set_reclaim("startup-h100", False)
         st = self.wait_phase("sign-language", "sign-translator", "Training")
         print(f"sign-translator: run {st.get('run')} resumes from step {resumed_from}")
+
+        say("meanwhile yoruba-base trained on Ray and wrote its checkpoint")
+        self.wait_phase("yoruba-nlp", "yoruba-base", "Trained")
+        print(f"yoruba-base: Trained, checkpoint at step {self.checkpoint_step('yoruba-base')}")
+
+        say("quechua-asr serves: its endpoint answers")
+        endpoint = self.wait_phase("quechua-speech", "quechua-asr", "Serving")["endpoint"]
+        print(f"GET {endpoint}?text=allinllachu -> {ask(endpoint + '?text=allinllachu')}")
+
         self.wait_phase("sign-language", "sign-translator", "Trained", "Queued", "Serving")
         print("sign-translator: Trained")
+        self.show()
 
         say("then it serves what it trained")
         endpoint = self.wait_phase("sign-language", "sign-translator", "Serving")["endpoint"]

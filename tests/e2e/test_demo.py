@@ -1,10 +1,10 @@
 """``make demo`` tells its story and leaves nothing behind.
 
 Runs ``polyculture demo --once`` in a scratch directory and checks what it shows, in order:
-capacity per owner, a model judged Invalid with its reason, a model trained on Ray with its
-checkpoint, an endpoint answering, a training preempted by its owner's reclaim and requeued
-without counting an attempt, resumed from a checkpoint step above 0, then serving; and that
-no process it started (control plane, operator, Ray) is still alive.
+capacity per owner, a model judged Invalid with its reason, a training preempted by its
+owner's reclaim and requeued without counting an attempt, resumed from a checkpoint step
+above 0, a model trained on Ray with its checkpoint, an endpoint answering, then the resumed
+model serving; and that no process it started (control plane, operator, Ray) is still alive.
 """
 
 from __future__ import annotations
@@ -45,10 +45,10 @@ def test_demo_tells_the_story_once_and_cleans_up(control_plane: object, tmp_path
     assert resumed and int(resumed.group(1)) > 0
     assert "'reversed': 'olleh'" in out  # sign-translator serves
     order = [
-        out.index("yoruba-base: Trained"),
-        out.index("uhcallnilla"),
         out.index("the start-up reclaims"),
         out.index("resumes from step"),
+        out.index("yoruba-base: Trained"),
+        out.index("uhcallnilla"),
         out.index("olleh"),
     ]
     assert order == sorted(order)
