@@ -133,13 +133,13 @@ class Cluster:
         return obj
 
     def patch_pool(self, patch: list[dict[str, Any]]) -> None:
-        self.objs.api_client.call_api(
-            f"/apis/{GROUP}/{VERSION}/computepools/{POOL}",
-            "PATCH",
-            body=patch,
-            header_params={"Content-Type": "application/json-patch+json"},
-            auth_settings=["BearerToken"],
-            response_type="object",
+        self.objs.patch_cluster_custom_object(
+            GROUP,
+            VERSION,
+            "computepools",
+            POOL,
+            patch,
+            _content_type="application/json-patch+json",
         )
 
     def events(self, ns: str, name: str) -> list[str]:
