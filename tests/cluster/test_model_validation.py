@@ -88,6 +88,13 @@ def events(api_client: Any, ns: str, name: str, reason: str) -> list[Any]:
     return list(evs.items)
 
 
+def _event_names(api_client: Any, ns: str, name: str) -> set[tuple[str, str, str]]:
+    evs = client.CoreV1Api(api_client).list_namespaced_event(
+        ns, field_selector=f"involvedObject.name={name}"
+    )
+    return {(e.metadata.name, e.type, e.reason) for e in evs.items}
+
+
 def create(api_client: Any, ns: str, body: dict[str, Any]) -> None:
     client.CustomObjectsApi(api_client).create_namespaced_custom_object(
         GROUP, VERSION, ns, "communitymodels", body
@@ -146,15 +153,19 @@ def test_community_not_admitted_and_never_fits_are_invalid(api_client: Any, ns: 
         assert too_wide["reason"] == "NeverFits" and "spec.training" in too_wide["message"]
         wait_for(lambda: events(api_client, ns, "too-wide", "NeverFits"), what="event")
 
-        # nothing else touched: the valid model and the pool's spec stay as they were
-        fine_before = get_model(api_client, ns, "fine")["metadata"]["resourceVersion"]
+        # nothing else touched: the valid model's verdict and Events and the pool's spec stay
+        # as they were (the admission loop goes on moving "fine" along, which is its job)
+        fine_valid = valid_condition(api_client, ns, "fine")
+        fine_events = _event_names(api_client, ns, "fine")
         pool_gen = objs.get_cluster_custom_object(GROUP, VERSION, "computepools", pool_name)[
             "metadata"
         ]["generation"]
         create(api_client, ns, model("also-bad", pool_name, community="nobody"))
         wait_for(lambda: phase(api_client, ns, "also-bad") == "Invalid", what="also-bad")
         time.sleep(1)
-        assert get_model(api_client, ns, "fine")["metadata"]["resourceVersion"] == fine_before
+        assert valid_condition(api_client, ns, "fine") == fine_valid
+        new_events = _event_names(api_client, ns, "fine") - fine_events
+        assert not [e for e in new_events if e[1] == "Warning"], new_events
         after = objs.get_cluster_custom_object(GROUP, VERSION, "computepools", pool_name)
         assert after["metadata"]["generation"] == pool_gen
     finally:

@@ -13,7 +13,7 @@ import kopf
 
 from polyculture.api.meta import GROUP, VERSION
 from polyculture.handlers.clock import CLOCK
-from polyculture.kube.status import patch_model_status
+from polyculture.kube.status import patch_model_status_if_unchanged, read_model
 from polyculture.metrics import MODEL_VERDICTS
 from polyculture.reconcile.models import parse_pools, verdict
 
@@ -34,12 +34,26 @@ def _pools(index: kopf.Index[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {name: body for name, store in index.items() for body in store}
 
 
-def _apply(body: dict[str, Any], pools_index: kopf.Index[str, dict[str, Any]], logger: Any) -> None:
+def _apply(
+    body: dict[str, Any],
+    pools_index: kopf.Index[str, dict[str, Any]],
+    logger: Any,
+    *,
+    retry: bool = True,
+) -> None:
     result = verdict(body, parse_pools(_pools(pools_index)), CLOCK.now())
     if result.status is None:
         return
     meta = body["metadata"]
-    patch_model_status(meta["namespace"], meta["name"], result.status)
+    stored = patch_model_status_if_unchanged(
+        meta["namespace"], meta["name"], result.status, str(meta.get("resourceVersion", ""))
+    )
+    if stored is None:
+        # judged on an older copy (the admission loop wrote since): judge the stored one once
+        fresh = read_model(meta["namespace"], meta["name"]) if retry else None
+        if fresh is not None:
+            _apply(fresh, pools_index, logger, retry=False)
+        return
     reason = result.events[0].reason if result.events else "Accepted"
     MODEL_VERDICTS.labels(result.status["phase"], reason).inc()
     logger.info(
