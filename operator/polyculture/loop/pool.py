@@ -32,8 +32,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from polyculture import metrics
+from polyculture.api.admissibility import Problem
 from polyculture.api.community_model import CommunityModelSpec, Phase, RuntimeEnv
 from polyculture.api.compute_pool import ComputePoolSpec
+from polyculture.api.pool_validity import judge_spec
 from polyculture.api.units import parse_duration
 from polyculture.inventory import NodeInfo
 from polyculture.loop.backends import BackendSettings, BackendUnavailableError
@@ -183,6 +185,8 @@ class PoolLoop:
         #: models whose cluster is being started (a subset of ``tasks`` while in flight)
         self.starting: set[str] = set()
         self.serve_on_mismatch = False
+        #: why the pool is unusable, as last logged (empty while it is usable)
+        self.unusable: tuple[Problem, ...] = ()
 
     # -- the step ----------------------------------------------------------------------------
 
@@ -195,7 +199,15 @@ class PoolLoop:
     ) -> None:
         started = time.monotonic()
         now = self.now()
-        spec = ComputePoolSpec.model_validate(dict(pool_body.get("spec") or {}))
+        spec, problems = judge_spec(pool_body.get("spec") or {})
+        if spec is None:
+            # the pool daemon reports why (Valid=False, an Event) and the verdicts make its
+            # models Invalid (PoolInvalid): nothing is scheduled on a pool judged unusable
+            if problems != self.unusable:
+                self.unusable = problems
+                log.warning(f"pool {self.pool}: not scheduling, the pool is invalid: {problems}")
+            return
+        self.unusable = ()
         self._choose_backend(spec.ray.backend.value)
         self.serve_on_mismatch = spec.provenance.serve_on_mismatch
         stored = dict(pool_body.get("status") or {})
