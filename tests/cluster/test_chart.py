@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -146,13 +147,21 @@ def test_non_default_rendering(control_plane: ControlPlane) -> None:
 def monitoring_crds(control_plane: ControlPlane) -> None:
     files = operator_crds()
     control_plane.kubectl("apply", "--server-side", *[a for f in files for a in ("-f", str(f))])
-    control_plane.kubectl(
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        "crd/servicemonitors.monitoring.coreos.com",
-        "crd/prometheusrules.monitoring.coreos.com",
-    )
+    # a CRD just applied can be missing from a busy API server's answer for a moment: retry
+    deadline = time.monotonic() + 120
+    while True:
+        proc = control_plane.kubectl(
+            "wait",
+            "--for=condition=Established",
+            "--timeout=30s",
+            "crd/servicemonitors.monitoring.coreos.com",
+            "crd/prometheusrules.monitoring.coreos.com",
+            check=False,
+        )
+        if proc.returncode == 0:
+            break
+        assert time.monotonic() < deadline, f"monitoring CRDs not Established: {proc.stderr}"
+        time.sleep(2)
 
 
 @pytest.mark.parametrize("sets", [[], NON_DEFAULT], ids=["default", "non-default"])
