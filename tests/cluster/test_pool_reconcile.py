@@ -98,7 +98,16 @@ def patch_pool(api_client: Any, spec: dict[str, Any]) -> None:
 def test_capacity_per_owner_and_class(pool: Any, api_client: Any, operator: Any) -> None:
     want = {"ada": 32, "bo": 16, "cy": 16}
     try:
-        wait_for(lambda: available(api_client) == want, 10, "capacity per owner")
+        # the pool daemon and the admission loop both write status.conditions (a known race:
+        # one may briefly drop the other's condition); wait until both are there
+        wait_for(
+            lambda: (
+                available(api_client) == want
+                and "Ready" in {c.get("type") for c in status(api_client).get("conditions") or []}
+            ),
+            10,
+            "capacity per owner and the Ready condition",
+        )
     except AssertionError:
         print(status(api_client), operator.log_tail())
         raise
