@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from ray.serve.config import AutoscalingConfig
+from ray.serve.schema import ServeDeploySchema
 
 from polyculture.ray import (
     CHECKPOINT_URI_ENV,
@@ -117,8 +119,33 @@ def test_serve_config_is_declarative_with_replicas_and_gpus() -> None:
         "working_dir": "gcs://pkg.zip"
     }
     assert entry["deployments"] == [
-        {"name": "Model", "num_replicas": 1, "ray_actor_options": {"num_cpus": 0, "num_gpus": 1}}
+        {
+            "name": "Model",
+            "autoscaling_config": {
+                "min_replicas": 1,
+                "max_replicas": 1,
+                "initial_replicas": 1,
+                "target_ongoing_requests": 2,
+            },
+            "ray_actor_options": {"num_cpus": 0, "num_gpus": 1},
+        }
     ]
+
+
+def test_serve_bounds_reach_autoscaling_and_pass_ray_schema() -> None:
+    app = ServeApp(
+        name="echo", import_path="serve_app:app", replicas=2, min_replicas=1, max_replicas=3
+    )
+    config = serve_config(
+        [serve_application_config(app, {})], http_host="127.0.0.1", http_port=8123
+    )
+    (deployment,) = ServeDeploySchema.model_validate(config).applications[0].deployments
+    assert "num_replicas" not in deployment.model_dump(exclude_unset=True)  # Serve scales
+    bounds = AutoscalingConfig.model_validate(deployment.autoscaling_config)
+    assert (bounds.min_replicas, bounds.initial_replicas, bounds.max_replicas) == (1, 2, 3)
+    assert app.bounded(3, 4).replicas == 3 and app.bounded(0, 1).replicas == 1
+    with pytest.raises(ValueError, match="outside"):
+        app.scaled(4)
 
 
 def test_worker_node_declares_gpus_owner_class_and_labels(tmp_path: Path) -> None:

@@ -1,7 +1,8 @@
 """Serving on a real local Ray cluster with Ray Serve, driven through the backend interface.
 
 Covers: the Serve application becomes healthy and its endpoint answers HTTP with the
-application's output; changing replicas within min/max takes effect, outside is refused;
+application's output; the min/max bounds reach Serve's autoscaling (as Serve reports them)
+and a new floor moves the replicas, a start outside the bounds is refused;
 nothing of the cluster, Serve's proxy and replicas included, listens beyond loopback.
 
 One cluster (head + one node of one owner with 2 fake GPUs) serves the whole module.
@@ -101,27 +102,33 @@ def test_serve_app_becomes_healthy_and_answers_http(deployed: ServeReport) -> No
 def test_replicas_change_within_bounds(
     backend: LocalBackend, cluster: ClusterHandle, deployed: ServeReport
 ) -> None:
-    backend.deploy_serve(cluster, APP.scaled(2))
+    # Serve runs the deployment with the model's bounds (as Serve reports them), from 1
+    assert (deployed.min_replicas, deployed.max_replicas) == (1, 2)
+
+    # a floor of 2: Serve's autoscaler itself raises the deployment to 2 replicas
+    backend.deploy_serve(cluster, APP.bounded(2, 2))
     two = wait_for(
         lambda: backend.serve(cluster, APP.name),
         lambda r: r.healthy and r.running_replicas == 2,
         timeout_s=120,
         what="2 replicas running",
     )
-    assert two.target_replicas == 2
+    assert (two.min_replicas, two.max_replicas, two.target_replicas) == (2, 2, 2)
     assert ask(f"{two.endpoint}?text=ab") == expected_answer("ab")
 
     with pytest.raises(ValueError, match="outside"):
         APP.scaled(3)  # max_replicas is 2: refused before the cluster is touched
 
-    backend.deploy_serve(cluster, APP.scaled(1))
-    one = wait_for(
+    # the bounds back to 1..2, starting from 1: Serve goes back to one replica
+    backend.deploy_serve(cluster, APP)
+    back = wait_for(
         lambda: backend.serve(cluster, APP.name),
-        lambda r: r.healthy and r.running_replicas == 1,
+        lambda r: r.healthy and r.min_replicas == 1 and r.running_replicas == 1,
         timeout_s=120,
-        what="back to 1 replica",
+        what="bounds 1..2, one replica",
     )
-    assert one.target_replicas == 1
+    assert (back.max_replicas, back.target_replicas) == (2, 1), back
+    assert ask(f"{back.endpoint}?text=cd") == expected_answer("cd")
 
 
 def test_missing_application_is_reported(backend: LocalBackend, cluster: ClusterHandle) -> None:

@@ -253,8 +253,9 @@ class JobReport:
 class ServeApp:
     """A Ray Serve application, deployed with Serve's declarative config.
 
-    ``deployment`` names the ingress deployment in ``import_path``; ``replicas`` (within
-    ``min_replicas``..``max_replicas``) and ``gpus_per_replica`` apply to it.
+    ``deployment`` names the ingress deployment in ``import_path``; ``gpus_per_replica`` and
+    the autoscaling bounds ``min_replicas``..``max_replicas`` apply to it, and it starts with
+    ``replicas`` (within the bounds); Serve's autoscaler then moves it within the bounds.
     """
 
     name: str
@@ -279,8 +280,15 @@ class ServeApp:
             raise ValueError(f"route_prefix must start with '/', got {self.route_prefix!r}")
 
     def scaled(self, replicas: int) -> ServeApp:
-        """The same application with ``replicas`` (checked against min/max)."""
+        """The same application starting with ``replicas`` (checked against min/max)."""
         return replace(self, replicas=replicas)
+
+    def bounded(self, min_replicas: int, max_replicas: int) -> ServeApp:
+        """The same application within new bounds (``replicas`` clamped into them)."""
+        replicas = min(max(self.replicas, min_replicas), max_replicas)
+        return replace(
+            self, min_replicas=min_replicas, max_replicas=max_replicas, replicas=replicas
+        )
 
 
 class ServeState(enum.StrEnum):
@@ -302,12 +310,22 @@ class ServeReport:
     endpoint: str
     target_replicas: int = 0
     running_replicas: int = 0
+    #: the autoscaling bounds Serve reports for the ingress deployment
+    min_replicas: int = 0
+    max_replicas: int = 0
     message: str = ""
 
     @property
     def healthy(self) -> bool:
-        """Running, and as many replicas running as asked for."""
-        return self.state is ServeState.RUNNING and self.running_replicas == self.target_replicas
+        """Running, with as many replicas running as Serve aims at.
+
+        Serve's target moves within the bounds with the load; while it scales up beyond
+        ``min_replicas`` (a new replica starting, or waiting for a free GPU) the application
+        still serves, so at least ``min_replicas`` (and one, unless scaled to zero) running
+        replicas are enough.
+        """
+        wanted = min(self.target_replicas, max(self.min_replicas, 1))
+        return self.state is ServeState.RUNNING and self.running_replicas >= wanted
 
 
 class ClusterBackend(Protocol):

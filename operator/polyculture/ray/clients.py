@@ -73,6 +73,21 @@ def job_runtime_env(job: TrainingJob, placement: Placement) -> dict[str, Any]:
     return runtime_env
 
 
+#: ongoing requests per replica that Serve's autoscaler aims at (Ray's own default)
+SERVE_TARGET_ONGOING_REQUESTS = 2
+
+
+def serve_autoscaling_config(app: ServeApp) -> dict[str, Any]:
+    """Serve's ``autoscaling_config`` of the ingress deployment: the model's bounds, starting
+    at the admitted ``replicas``; Serve scales within the bounds on its ongoing requests."""
+    return {
+        "min_replicas": app.min_replicas,
+        "max_replicas": app.max_replicas,
+        "initial_replicas": app.replicas,
+        "target_ongoing_requests": SERVE_TARGET_ONGOING_REQUESTS,
+    }
+
+
 def serve_application_config(app: ServeApp, runtime_env: Mapping[str, object]) -> dict[str, Any]:
     """One application entry of Serve's declarative config."""
     return {
@@ -83,7 +98,7 @@ def serve_application_config(app: ServeApp, runtime_env: Mapping[str, object]) -
         "deployments": [
             {
                 "name": app.deployment,
-                "num_replicas": app.replicas,
+                "autoscaling_config": serve_autoscaling_config(app),
                 "ray_actor_options": {"num_cpus": 0, "num_gpus": app.gpus_per_replica},
             }
         ],
@@ -224,11 +239,16 @@ class RayClusterClient:
         deployment = (details.get("deployments") or {}).get(ingress, {})
         replicas = deployment.get("replicas") or []
         route = details.get("route_prefix") or "/"
+        # the bounds Serve itself runs the deployment with (not the ones we sent)
+        bounds = (deployment.get("deployment_config") or {}).get("autoscaling_config") or {}
+        target = int(deployment.get("target_num_replicas") or 0)
         return ServeReport(
             app=app_name,
             state=ServeState(details.get("status", "NOT_STARTED")),
             endpoint=self.serve_url + route,
-            target_replicas=int(deployment.get("target_num_replicas") or 0),
+            target_replicas=target,
             running_replicas=sum(1 for r in replicas if r.get("state") == "RUNNING"),
+            min_replicas=int(bounds.get("min_replicas", target)),
+            max_replicas=int(bounds.get("max_replicas", target)),
             message=details.get("message") or deployment.get("message") or "",
         )
