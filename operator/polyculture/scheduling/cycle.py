@@ -89,6 +89,8 @@ class _Cycle:
         )
         #: candidate victims per node (defragmenting preemption), built on first use
         self._victims_on_node: list[list[Live]] | None = None
+        #: the same candidates per community id (built with ``_victims_on_node``)
+        self._by_community: list[list[Live]] = [[] for _ in self.communities]
         self._lowest_priority = 0
         #: movable workloads per node and their count per shape (consolidation)
         self.on_node, self.movable_per_shape = movable_by_node(
@@ -329,9 +331,16 @@ class _Cycle:
             # the surplus ran out before a whole block was free: clear the nodes that
             # cost least instead (defragmenting preemption)
             on_node = self.victims_on_node()
-            lowest = self._lowest_priority
             victims = find_block_victims(
-                self.index, s, n, g, preemptor=c, on_node=on_node, rule=rule, lowest_priority=lowest
+                self.index,
+                s,
+                n,
+                g,
+                preemptor=c,
+                on_node=on_node,
+                rule=rule,
+                lowest_priority=self._lowest_priority,
+                by_community=self._by_community,
             )
         if victims is None and strict and self.policy.consolidation and self.movable_per_shape[s]:
             # no node can be cleared alone: preempt, then move small workloads together
@@ -365,6 +374,12 @@ class _Cycle:
             self._victims_on_node, self._lowest_priority = victims_per_node(
                 self.candidates, len(self.node_names)
             )
+            seen: set[int] = set()
+            for cands in self.candidates:
+                for live in cands:
+                    if id(live) not in seen:
+                        seen.add(id(live))
+                        self._by_community[live.community].append(live)
         return self._victims_on_node
 
     def _consolidate_for(self, w: Workload, c: int, fitting: list[int]) -> bool:

@@ -17,7 +17,7 @@ no cycles.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from polyculture.scheduling.capacity import FreeIndex
@@ -224,6 +224,38 @@ def _clear_node(node: int, lives: list[Live], lacking: int, rule: Rule) -> list[
     return None
 
 
+def _nodes_to_cost(
+    index: FreeIndex,
+    shape: int,
+    g: int,
+    rule: Rule,
+    by_community: Sequence[Sequence[Live]] | None,
+) -> list[int]:
+    """The nodes of ``shape`` short of a block of ``g`` GPUs, most free GPUs first, then in
+    bucket order. With ``by_community``, only those where the candidates of communities
+    above their entitlement (the only ones that may give a victim) hold enough GPUs to
+    complete the block: the other nodes cannot be cleared."""
+    count, buckets = index.count[shape], index.buckets[shape]
+    levels = range(min(g, len(count)) - 1, -1, -1)
+    if by_community is None:
+        return [node for f in levels if count[f] for node in buckets[f]]
+    alloc, entitled = rule.alloc, rule.entitled
+    shape_of, free, pos = index.shape_of, index.free, index.pos
+    held: dict[int, int] = {}
+    for v, lives in enumerate(by_community):
+        if not lives or alloc[v] <= entitled[v] + EPSILON:
+            continue
+        for live in lives:
+            if live.preempted:
+                continue
+            for node in live.nodes:
+                if shape_of[node] == shape and pos[node] >= 0 and free[node] < g:
+                    held[node] = held.get(node, 0) + live.gpus
+    nodes = [node for node, gpus in held.items() if free[node] + gpus >= g]
+    nodes.sort(key=lambda node: (-free[node], pos[node]))
+    return nodes
+
+
 def find_block_victims(
     index: FreeIndex,
     shape: int,
@@ -234,6 +266,7 @@ def find_block_victims(
     on_node: list[list[Live]],
     rule: Rule,
     lowest_priority: int = 0,
+    by_community: Sequence[Sequence[Live]] | None = None,
 ) -> list[Live] | None:
     """Victims that clear whole blocks for the gang on ``shape``, node by node, or None.
 
@@ -246,38 +279,37 @@ def find_block_victims(
     are not costed once they cannot beat the best: a block short of ``k`` GPUs costs ``k``).
     ``lowest_priority`` is the lowest priority of any candidate (for that bound). Victims not
     needed in the end are put back (newest chosen first). Same contract as
-    :func:`find_victims`.
+    :func:`find_victims`. ``by_community`` (the candidates of each community id) lets the
+    search cost only the nodes where victims of communities above their entitlement could
+    complete a block (:func:`_nodes_to_cost`), in the same order.
     """
     g = gpus_per_worker
     alloc = rule.alloc
-    count, buckets = index.count[shape], index.buckets[shape]
     taken: list[Live] = []
     while index.slots(shape, g) < workers:
         best: tuple[tuple[int, int, int, VictimOrder], list[Live]] | None = None
-        for f in range(min(g, len(count)) - 1, -1, -1):
-            lacking = g - f
-            # nodes with fewer free GPUs cost at least ``lacking`` units: no better than best
-            if best is not None and best[0][0] <= lowest_priority and best[0][1] < lacking:
-                break
-            if not count[f]:
+        level = -1
+        for node in _nodes_to_cost(index, shape, g, rule, by_community):
+            lacking = g - index.free[node]
+            if lacking != level:
+                level = lacking
+                # nodes with fewer free GPUs cost at least ``lacking`` units: no better than best
+                if best is not None and best[0][0] <= lowest_priority and best[0][1] < lacking:
+                    break
+            lives = [
+                live for live in on_node[node] if not live.preempted and live.community != preemptor
+            ]
+            chosen = _clear_node(node, lives, lacking, rule)
+            if chosen is None:
                 continue
-            for node in buckets[f]:
-                lives = [
-                    live
-                    for live in on_node[node]
-                    if not live.preempted and live.community != preemptor
-                ]
-                chosen = _clear_node(node, lives, lacking, rule)
-                if chosen is None:
-                    continue
-                cost = (
-                    max(live.running.workload.priority for live in chosen),
-                    sum(live.gpus * len(live.nodes) for live in chosen),
-                    lacking,
-                    min(victim_order(live) for live in chosen),
-                )
-                if best is None or cost < best[0]:
-                    best = (cost, chosen)
+            cost = (
+                max(live.running.workload.priority for live in chosen),
+                sum(live.gpus * len(live.nodes) for live in chosen),
+                lacking,
+                min(victim_order(live) for live in chosen),
+            )
+            if best is None or cost < best[0]:
+                best = (cost, chosen)
         if best is None:
             for live in reversed(taken):
                 restore(index, live, alloc)
