@@ -3,7 +3,8 @@
 Covers: a fate-sharing cluster dies with the process that created it, even on SIGKILL;
 a cluster created by another (now exited) process is found and adopted — its job included —
 and its teardown leaves no process behind, checked by pid, the job's driver (which Ray
-starts in a session of its own) included.
+starts in a session of its own) included; a cluster whose head's GCS server died is
+reported Failed (not Starting forever).
 
 Each test starts its own small cluster (head + one node), mostly from a child Python
 process; the last one shows that a test that fails still tears its cluster down.
@@ -23,6 +24,7 @@ import pytest
 from pcray_support import assert_gone, start_cluster
 
 from polyculture.ray import (
+    ClusterPhase,
     JobState,
     NodePlacement,
     Placement,
@@ -173,3 +175,19 @@ def test_a_failing_test_still_tears_its_cluster_down(backend: LocalBackend) -> N
     assert len(seen) > 10
     assert not [pid for pid in seen if processes.alive(pid)]
     assert backend.find(workload) is None
+
+
+def test_a_cluster_whose_head_died_is_failed_not_starting(backend: LocalBackend) -> None:
+    workload = WorkloadRef(namespace="lab-c", name="headless")
+    with start_cluster(backend, workload, PLACEMENT) as handle:
+        assert backend.status(handle).phase is ClusterPhase.READY
+        (gcs,) = [p for p in backend.pids(handle) if processes.command_name(p) == "gcs_server"]
+        os.kill(gcs, signal.SIGKILL)
+        status = wait_for(
+            lambda: backend.status(handle),
+            lambda s: s.phase is not ClusterPhase.READY,
+            timeout_s=30,
+            what="the cluster no longer ready",
+        )
+        assert status.phase is ClusterPhase.FAILED, status
+        assert "GCS" in status.message

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import json
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -156,6 +157,32 @@ class Placement:
 
     def gpus_on(self, node: NodePlacement) -> int:
         return node.workers * self.gpus_per_worker
+
+
+def placed_node_args(node: NodePlacement, gpus: int) -> list[str]:
+    """``ray start`` options that make a Ray node the placed ``node``: its ``gpus``, its
+    owner and GPU class as custom resources (one unit per GPU) and as labels, and its name.
+
+    Every backend declares its placed nodes with these, so that a job or a Serve replica can
+    ask for an owner's or a class's GPUs the same way wherever it runs.
+    """
+    resources = {
+        f"{OWNER_RESOURCE_PREFIX}{node.owner}": gpus,
+        f"{GPU_CLASS_RESOURCE_PREFIX}{node.gpu_class}": gpus,
+    }
+    labels = ",".join(
+        (
+            f"{OWNER_LABEL}={node.owner}",
+            f"{GPU_CLASS_LABEL}={node.gpu_class}",
+            f"{NODE_LABEL}={node.node}",
+        )
+    )
+    return [
+        f"--num-gpus={gpus}",
+        f"--resources={json.dumps(resources, sort_keys=True)}",
+        f"--labels={labels}",
+        f"--node-name={node.node}",
+    ]
 
 
 @dataclass(frozen=True, kw_only=True)

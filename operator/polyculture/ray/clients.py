@@ -16,13 +16,13 @@ the SDK sends as given whatever the process's auth mode — no environment, no s
 
 from __future__ import annotations
 
+import json
 import logging
+import urllib.error
+import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
-
-from ray.dashboard.modules.serve.sdk import ServeSubmissionClient
-from ray.job_submission import JobStatus, JobSubmissionClient
+from typing import TYPE_CHECKING, Any
 
 from polyculture.ray.backend import (
     ARTIFACTS_ENV,
@@ -31,6 +31,7 @@ from polyculture.ray.backend import (
     GPUS_PER_WORKER_ENV,
     NUM_WORKERS_ENV,
     WORKLOAD_ENV,
+    ClusterHandle,
     JobReport,
     JobState,
     Placement,
@@ -39,6 +40,10 @@ from polyculture.ray.backend import (
     ServeState,
     TrainingJob,
 )
+
+if TYPE_CHECKING:  # Ray's SDK is imported when a client first talks to a cluster
+    from ray.dashboard.modules.serve.sdk import ServeSubmissionClient
+    from ray.job_submission import JobSubmissionClient
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +54,18 @@ def auth_headers(token: str) -> dict[str, str]:
 
 def read_token(path: str | Path) -> str:
     return Path(path).read_text().strip()
+
+
+def dashboard_json(cluster: ClusterHandle, path: str, *, timeout_s: float = 5) -> Any:
+    """GET ``path`` of the cluster's dashboard with its token; OSError if it cannot answer."""
+    request = urllib.request.Request(
+        f"{cluster.dashboard_url}{path}", headers=auth_headers(read_token(cluster.token_path))
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            return json.load(response)
+    except urllib.error.URLError as error:  # an HTTPError is one too: the dashboard refused
+        raise OSError(str(error.reason)) from error
 
 
 def job_runtime_env(job: TrainingJob, placement: Placement) -> dict[str, Any]:
@@ -136,12 +153,16 @@ class RayClusterClient:
     @property
     def jobs(self) -> JobSubmissionClient:
         if self._jobs is None:  # the constructor calls the cluster: only when needed
+            from ray.job_submission import JobSubmissionClient
+
             self._jobs = JobSubmissionClient(self.dashboard_url, headers=dict(self._headers))
         return self._jobs
 
     @property
     def serve_sdk(self) -> ServeSubmissionClient:
         if self._serve is None:
+            from ray.dashboard.modules.serve.sdk import ServeSubmissionClient
+
             self._serve = ServeSubmissionClient(self.dashboard_url, headers=dict(self._headers))
         return self._serve
 
@@ -204,8 +225,8 @@ class RayClusterClient:
         return [j.submission_id for j in self.jobs.list_jobs() if j.submission_id]
 
     def running_jobs(self) -> list[str]:
-        live = {JobStatus.PENDING, JobStatus.RUNNING}
-        return [j.submission_id or "" for j in self.jobs.list_jobs() if j.status in live]
+        live = {JobState.PENDING.value, JobState.RUNNING.value}
+        return [j.submission_id or "" for j in self.jobs.list_jobs() if j.status.value in live]
 
     # -- serve -------------------------------------------------------------------------------
 
@@ -252,3 +273,38 @@ class RayClusterClient:
             max_replicas=int(bounds.get("max_replicas", target)),
             message=details.get("message") or deployment.get("message") or "",
         )
+
+
+class RayClients:
+    """The Jobs and Serve part of a :class:`~polyculture.ray.backend.ClusterBackend`, the same
+    for every backend: each call goes to the cluster's :class:`RayClusterClient`.
+
+    A backend provides :meth:`client` (how to reach a cluster's dashboard and Serve proxy)
+    and may adapt what it deploys with :meth:`serve_app`.
+    """
+
+    def client(self, cluster: ClusterHandle) -> RayClusterClient:
+        raise NotImplementedError
+
+    def serve_app(self, app: ServeApp) -> ServeApp:
+        """``app`` as this backend deploys it (as given, unless a backend needs more)."""
+        return app
+
+    def submit_job(self, cluster: ClusterHandle, job: TrainingJob) -> str:
+        if job.workload != cluster.workload:
+            raise ValueError(
+                f"job of {job.workload} submitted to the cluster of {cluster.workload}"
+            )
+        return self.client(cluster).submit_job(job, cluster.placement)
+
+    def job(self, cluster: ClusterHandle, submission_id: str, *, tail_lines: int = 50) -> JobReport:
+        return self.client(cluster).job_report(submission_id, tail_lines=tail_lines)
+
+    def stop_job(self, cluster: ClusterHandle, submission_id: str) -> bool:
+        return self.client(cluster).stop_job(submission_id)
+
+    def deploy_serve(self, cluster: ClusterHandle, app: ServeApp) -> None:
+        self.client(cluster).deploy_serve(self.serve_app(app))
+
+    def serve(self, cluster: ClusterHandle, app_name: str) -> ServeReport:
+        return self.client(cluster).serve_report(app_name)

@@ -32,14 +32,11 @@ its Pods by :mod:`polyculture.ray.podstatus`; every API call goes through
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import secrets
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,24 +50,19 @@ from polyculture.ray.backend import (
     ClusterHandle,
     ClusterPhase,
     ClusterStatus,
-    JobReport,
     Placement,
-    ServeApp,
-    ServeReport,
-    TrainingJob,
     WorkloadRef,
 )
+from polyculture.ray.clients import RayClients, RayClusterClient, dashboard_json, read_token
 from polyculture.ray.podstatus import pods_status
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
 
-    from polyculture.ray.clients import RayClusterClient
-
 log = logging.getLogger(__name__)
 
 
-class KubernetesBackend:
+class KubernetesBackend(RayClients):
     """Ray clusters as Pods; see the module docstring."""
 
     name = "kubernetes"
@@ -210,8 +202,6 @@ class KubernetesBackend:
     # -- jobs and serve ----------------------------------------------------------------------
 
     def client(self, cluster: ClusterHandle) -> RayClusterClient:
-        from polyculture.ray.clients import RayClusterClient, read_token
-
         return RayClusterClient(
             cluster.dashboard_url,
             read_token(cluster.token_path),
@@ -219,25 +209,6 @@ class KubernetesBackend:
             http_host="0.0.0.0",  # the head Pod's Serve proxy, reached through the Service
             http_port=manifests.PORTS["serve"],
         )
-
-    def submit_job(self, cluster: ClusterHandle, job: TrainingJob) -> str:
-        if job.workload != cluster.workload:
-            raise ValueError(
-                f"job of {job.workload} submitted to the cluster of {cluster.workload}"
-            )
-        return self.client(cluster).submit_job(job, cluster.placement)
-
-    def job(self, cluster: ClusterHandle, submission_id: str, *, tail_lines: int = 50) -> JobReport:
-        return self.client(cluster).job_report(submission_id, tail_lines=tail_lines)
-
-    def stop_job(self, cluster: ClusterHandle, submission_id: str) -> bool:
-        return self.client(cluster).stop_job(submission_id)
-
-    def deploy_serve(self, cluster: ClusterHandle, app: ServeApp) -> None:
-        self.client(cluster).deploy_serve(app)
-
-    def serve(self, cluster: ClusterHandle, app_name: str) -> ServeReport:
-        return self.client(cluster).serve_report(app_name)
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -313,17 +284,7 @@ class KubernetesBackend:
         return self.spec(cluster.workload, cluster.placement)
 
     def _dashboard_version(self, cluster: ClusterHandle) -> Mapping[str, Any]:
-        from polyculture.ray.clients import auth_headers, read_token
-
-        request = urllib.request.Request(
-            f"{cluster.dashboard_url}/api/version",
-            headers=auth_headers(read_token(cluster.token_path)),
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=2) as response:
-                body: Mapping[str, Any] = json.load(response)
-        except urllib.error.URLError as error:
-            raise OSError(str(error.reason)) from error
+        body: Mapping[str, Any] = dashboard_json(cluster, "/api/version", timeout_s=2)
         return body
 
 

@@ -41,7 +41,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Final
@@ -51,16 +50,13 @@ from polyculture.ray.backend import (
     ClusterHandle,
     ClusterPhase,
     ClusterStatus,
-    JobReport,
     NodePlacement,
     Placement,
     Role,
     ServeApp,
-    ServeReport,
-    TrainingJob,
     WorkloadRef,
 )
-from polyculture.ray.clients import RayClusterClient, read_token
+from polyculture.ray.clients import RayClients, RayClusterClient, dashboard_json, read_token
 from polyculture.ray.keeper import KEEP_TEMP_ENV
 from polyculture.ray.localnodes import (
     HEAD_PORTS,
@@ -75,6 +71,8 @@ from polyculture.ray.nodestart import LOOPBACK
 log = logging.getLogger(__name__)
 
 DEFAULT_RAY_TEMP_ROOT: Final = Path("/tmp/pc-ray")
+#: the command name of the head's GCS server process (one per cluster)
+GCS_SERVER: Final = "gcs_server"
 # Keepers started by this process, by cluster name. Module-level on purpose: the pipe to a
 # fate-sharing keeper must stay open as long as this *process* lives, not as long as the
 # backend object that started it (a new backend object adopts the cluster).
@@ -109,7 +107,7 @@ def _with_loopback_replicas(app: ServeApp) -> ServeApp:
     return replace(app, runtime_env=runtime_env)
 
 
-class LocalBackend:
+class LocalBackend(RayClients):
     """Ray clusters as local processes. See the module docstring for the layout and contract."""
 
     name = "local"
@@ -263,6 +261,12 @@ class LocalBackend:
         try:
             states = self._node_states(cluster)
         except (OSError, RuntimeError, ValueError, KeyError) as error:
+            if not self._head_alive(state):  # the head died under a running cluster
+                return ClusterStatus(
+                    phase=ClusterPhase.FAILED,
+                    nodes_expected=expected,
+                    message=f"the head's GCS server is gone ({error})",
+                )
             return ClusterStatus(
                 phase=ClusterPhase.STARTING, nodes_expected=expected, message=str(error)
             )
@@ -318,24 +322,8 @@ class LocalBackend:
             http_port=state["ports"]["head"]["serve_http"],
         )
 
-    def submit_job(self, cluster: ClusterHandle, job: TrainingJob) -> str:
-        if job.workload != cluster.workload:
-            raise ValueError(
-                f"job of {job.workload} submitted to the cluster of {cluster.workload}"
-            )
-        return self.client(cluster).submit_job(job, cluster.placement)
-
-    def job(self, cluster: ClusterHandle, submission_id: str, *, tail_lines: int = 50) -> JobReport:
-        return self.client(cluster).job_report(submission_id, tail_lines=tail_lines)
-
-    def stop_job(self, cluster: ClusterHandle, submission_id: str) -> bool:
-        return self.client(cluster).stop_job(submission_id)
-
-    def deploy_serve(self, cluster: ClusterHandle, app: ServeApp) -> None:
-        self.client(cluster).deploy_serve(_with_loopback_replicas(app))
-
-    def serve(self, cluster: ClusterHandle, app_name: str) -> ServeReport:
-        return self.client(cluster).serve_report(app_name)
+    def serve_app(self, app: ServeApp) -> ServeApp:
+        return _with_loopback_replicas(app)
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -386,13 +374,13 @@ class LocalBackend:
         if keeper is not None and keeper.stdin is not None:
             keeper.stdin.close()
 
+    def _head_alive(self, state: dict[str, Any]) -> bool:
+        """Whether the head's GCS server, which every node and job needs, still runs."""
+        members = processes.cluster_members(sid=self._session(state), marker=state["name"])
+        return any(processes.command_name(pid) == GCS_SERVER for pid in members)
+
     def _node_states(self, cluster: ClusterHandle) -> list[str]:
-        request = urllib.request.Request(
-            f"{cluster.dashboard_url}/api/v0/nodes?limit=1000",
-            headers={"Authorization": f"Bearer {read_token(cluster.token_path)}"},
-        )
-        with urllib.request.urlopen(request, timeout=5) as response:
-            body = json.load(response)
+        body = dashboard_json(cluster, "/api/v0/nodes?limit=1000")
         return [str(n.get("state")) for n in body["data"]["result"]["result"]]
 
     def _handle(self, state: dict[str, Any]) -> ClusterHandle:

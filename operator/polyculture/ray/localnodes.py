@@ -10,7 +10,6 @@ by the caller (free on 127.0.0.1) and every node address is 127.0.0.1 (see
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 from dataclasses import dataclass
@@ -18,14 +17,7 @@ from pathlib import Path
 from typing import Final
 
 import polyculture
-from polyculture.ray.backend import (
-    GPU_CLASS_LABEL,
-    GPU_CLASS_RESOURCE_PREFIX,
-    NODE_LABEL,
-    OWNER_LABEL,
-    OWNER_RESOURCE_PREFIX,
-    NodePlacement,
-)
+from polyculture.ray.backend import NodePlacement, placed_node_args
 from polyculture.ray.nodestart import LOOPBACK
 from polyculture.ray.processes import MARKER_ENV
 
@@ -140,23 +132,9 @@ class NodeSettings:
         gcs_port: int,
         temp_dir: Path,
     ) -> list[str]:
-        resources = {
-            f"{OWNER_RESOURCE_PREFIX}{node.owner}": gpus,
-            f"{GPU_CLASS_RESOURCE_PREFIX}{node.gpu_class}": gpus,
-        }
-        labels = ",".join(
-            (
-                f"{OWNER_LABEL}={node.owner}",
-                f"{GPU_CLASS_LABEL}={node.gpu_class}",
-                f"{NODE_LABEL}={node.node}",
-            )
-        )
         return [
             f"--address={LOOPBACK}:{gcs_port}",
             f"--num-cpus={self.cpus_per_node}",
-            f"--num-gpus={gpus}",
-            f"--resources={json.dumps(resources)}",
-            f"--labels={labels}",
-            f"--node-name={node.node}",
+            *placed_node_args(node, gpus),
             *self._common_args(ports, temp_dir),
         ]

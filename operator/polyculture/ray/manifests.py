@@ -35,14 +35,12 @@ from typing import Any, Final
 
 from polyculture.ray.backend import (
     GPU_CLASS_LABEL,
-    GPU_CLASS_RESOURCE_PREFIX,
-    NODE_LABEL,
     OWNER_LABEL,
-    OWNER_RESOURCE_PREFIX,
     NodePlacement,
     Placement,
     Role,
     WorkloadRef,
+    placed_node_args,
 )
 
 GPU_RESOURCE: Final = "nvidia.com/gpu"
@@ -228,25 +226,7 @@ def head_service(spec: RayCluster) -> dict[str, Any]:
 
 def ray_node_args(node: NodePlacement, gpus: int) -> list[str]:
     """``ray start`` options that declare the node's GPUs, owner and class (resources, labels)."""
-    resources = {
-        f"{OWNER_RESOURCE_PREFIX}{node.owner}": gpus,
-        f"{GPU_CLASS_RESOURCE_PREFIX}{node.gpu_class}": gpus,
-    }
-    labels = ",".join(
-        (
-            f"{OWNER_LABEL}={node.owner}",
-            f"{GPU_CLASS_LABEL}={node.gpu_class}",
-            f"{NODE_LABEL}={node.node}",
-        )
-    )
-    return [
-        f"--num-gpus={gpus}",
-        f"--resources={json.dumps(resources, sort_keys=True)}",
-        f"--labels={labels}",
-        f"--node-name={node.node}",
-        "--disable-usage-stats",
-        "--block",
-    ]
+    return [*placed_node_args(node, gpus), "--disable-usage-stats", "--block"]
 
 
 def head_args() -> list[str]:

@@ -54,6 +54,14 @@ def read_proc(pid: int) -> Proc | None:
     )
 
 
+def command_name(pid: int) -> str:
+    """The process's command name (``/proc/<pid>/comm``), or "" if it is gone."""
+    try:
+        return (PROC / str(pid) / "comm").read_text().strip()
+    except OSError:
+        return ""
+
+
 def snapshot() -> dict[int, Proc]:
     procs: dict[int, Proc] = {}
     for entry in PROC.iterdir():
