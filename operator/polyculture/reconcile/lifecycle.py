@@ -18,7 +18,7 @@ from polyculture.reconcile.admission import (
     model_usage,
     set_condition,
 )
-from polyculture.reconcile.conditions import format_time
+from polyculture.reconcile.conditions import format_time, parse_time
 
 TRAINED = "Trained"
 SERVING = "Serving"
@@ -155,3 +155,28 @@ def start_failed(view: ModelView, why: str, now: datetime) -> Transition:
     return _released(view, patch, now), ModelEvent(
         view.key, "Warning", CLUSTER_START_FAILED, message
     )
+
+
+SERVE_UNHEALTHY = "ServeUnhealthy"
+
+
+def serve_unhealthy_since(view: ModelView) -> float | None:
+    """When (epoch seconds) a Serving model's application was last found unhealthy, if it
+    still is (its ``Serving`` condition is False with reason ``ServeUnhealthy``)."""
+    for c in view.status.get("conditions") or []:
+        if c.get("type") == SERVING and c.get("reason") == SERVE_UNHEALTHY:
+            since = parse_time(c.get("lastTransitionTime"))
+            return since.timestamp() if since is not None and c.get("status") == "False" else None
+    return None
+
+
+def serve_unhealthy(view: ModelView, why: str, now: datetime) -> Transition:
+    """Serve no longer healthy after it was: said so; the model keeps its GPUs and endpoint
+    while Serve replaces its replicas (the loop counts a failure if that lasts too long)."""
+    message = f"Ray Serve is not healthy: {why}"
+    patch = {
+        "conditions": set_condition(
+            view.status, SERVING, "False", SERVE_UNHEALTHY, message, now, view.generation
+        ),
+    }
+    return patch, ModelEvent(view.key, "Warning", SERVE_UNHEALTHY, message)
