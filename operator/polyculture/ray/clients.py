@@ -11,7 +11,13 @@ the SDK sends as given whatever the process's auth mode — no environment, no s
 - Serve: Ray's declarative config (``PUT /api/serve/applications/``) through the Serve SDK
   client. Serve's config replaces all applications at once, so a deploy re-sends the other
   applications as they were. A local ``working_dir`` is uploaded the way the Jobs SDK does
-  it (the Serve REST API only accepts remote URIs).
+  it (the Serve REST API only accepts remote URIs). The ingress deployment gets the model's
+  ``minReplicas``/``maxReplicas`` as Serve's ``autoscaling_config``, starting at the
+  admitted replicas; Serve scales it within them on its ongoing requests.
+- :class:`RayClients`: the Jobs and Serve half of a backend, the same for every backend.
+
+Ray's SDK is imported when a client first talks to a cluster, so that importing a backend
+stays cheap (the operator on the ``kubernetes`` backend may never call one).
 """
 
 from __future__ import annotations
