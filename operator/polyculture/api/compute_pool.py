@@ -497,7 +497,19 @@ class CommunityStatus(StatusModel):
     allocated_gpus: int = Field(default=0, ge=0, alias="allocatedGPUs")
     allocated_units: float = Field(default=0.0, ge=0, alias="allocatedUnits")
     pending_gpus: int = Field(default=0, ge=0, alias="pendingGPUs")
-    gpu_seconds_consumed: float = Field(default=0.0, ge=0, alias="gpuSecondsConsumed")
+    gpu_seconds_consumed: float = Field(
+        default=0.0,
+        ge=0,
+        alias="gpuSecondsConsumed",
+        description="GPU-seconds its models used: the sum of their gpuSecondsUsed counters, "
+        "plus gpuSecondsRetired.",
+    )
+    gpu_seconds_retired: float = Field(
+        default=0.0,
+        ge=0,
+        alias="gpuSecondsRetired",
+        description="The part of gpuSecondsConsumed counted by models that no longer exist.",
+    )
     usage_gpu_seconds: float = Field(
         default=0.0,
         ge=0,

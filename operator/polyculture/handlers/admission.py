@@ -13,6 +13,7 @@ the operator: no adoption after a restart).
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -25,7 +26,7 @@ from polyculture.handlers.clock import CLOCK
 from polyculture.handlers.models import MODELS
 from polyculture.handlers.nodes import current_nodes
 from polyculture.handlers.pools import Claims
-from polyculture.kube.status import patch_model_status, patch_pool_status
+from polyculture.kube.status import ADMISSION_MANAGER, apply_pool_status, patch_model_status
 from polyculture.loop.backends import BackendSettings, BackendUnavailableError
 from polyculture.loop.pool import PoolLoop, Writer, parse_model
 from polyculture.ray.backend import Role, WorkloadRef
@@ -59,11 +60,11 @@ def _post(body: Any, type_: str, reason: str, message: str) -> None:
     kopf.event(cast(kopf.Body, body), type=type_, reason=reason, message=message[:1024])
 
 
-WRITER = Writer(
-    patch_model=patch_model_status,
-    patch_pool=patch_pool_status,
-    post_event=_post,
-)
+def _apply_pool(name: str, status: Mapping[str, Any]) -> None:
+    apply_pool_status(name, ADMISSION_MANAGER, status)
+
+
+WRITER = Writer(patch_model=patch_model_status, apply_pool=_apply_pool, post_event=_post)
 
 
 @kopf.on.startup()
@@ -156,7 +157,7 @@ def release_model(
         loop.release(view)
         return
     try:  # no live loop (the pool is gone): look for its clusters on the local backend
-        backend = registry.settings.backend("local")
+        backend = registry.settings.local()
     except BackendUnavailableError:
         return
     for role in (Role.TRAINING, Role.SERVING):

@@ -4,7 +4,9 @@ Every ``TICK_S`` the daemon recomputes the status (pure, ``reconcile.pools``) an
 when it changed, so node changes show within seconds and a quiet pool writes nothing but the
 ledger every ``LEDGER_FLUSH_S``. Pools publish the nodes they claim in ``Claims`` (kopf's memo)
 so that a node matched by two pools is reported on both and counted in the older one only.
-Allocation and the communities' figures are the admission loop's (``handlers.admission``).
+Allocation, the communities' figures and the ``BackendReady`` condition are the admission
+loop's (``handlers.admission``): the daemon writes only its own fields and condition types, by
+server-side apply under its own field manager (``kube.status.apply_pool_status``).
 """
 
 from __future__ import annotations
@@ -20,22 +22,20 @@ from polyculture.api.pool_validity import judge_spec
 from polyculture.handlers.clock import CLOCK
 from polyculture.handlers.nodes import current_nodes
 from polyculture.inventory import NodeInfo, PoolInventory
-from polyculture.kube.status import patch_pool_status
+from polyculture.kube.status import POOL_DAEMON_MANAGER, apply_pool_status
 from polyculture.metrics import forget_pool, record_pool
 from polyculture.reconcile.conditions import find_condition
 from polyculture.reconcile.pools import (
-    OVERCOMMITTED,
     VALID,
     invalid_status,
     needs_write,
     overcommitted_condition,
+    own_status,
     pool_status,
     valid_condition,
 )
 
 TICK_S = 1.0
-#: condition types the pool daemon writes; others (the admission loop's) are carried over
-OWN_CONDITIONS = ("Ready", "Degraded", VALID, OVERCOMMITTED)
 
 
 class Claims:
@@ -97,7 +97,7 @@ def pool_daemon(
                 stopped.wait(TICK_S)
                 continue
             now = CLOCK.now()
-            previous = last_written if last_written is not None else dict(body.status)
+            previous = last_written if last_written is not None else own_status(body.status)
             senior, junior = claims.others(name, seniority)
             status, inv, changes = pool_status(
                 spec,
@@ -114,15 +114,11 @@ def pool_daemon(
             status["conditions"] += [
                 valid_condition(previous, now, body.metadata.get("generation")),
                 overcommitted_condition(spec, inv, previous, now, body.metadata.get("generation")),
-                *[
-                    c
-                    for c in dict(body.status).get("conditions") or []
-                    if c.get("type") not in OWN_CONDITIONS
-                ],
             ]
             record_pool(name, status, {c.name: float(c.guaranteed_gpus) for c in spec.communities})
             if needs_write(previous, status, now):
-                patch_pool_status(name, status)
+                # its own fields and condition types only: the loop's BackendReady is its own
+                apply_pool_status(name, POOL_DAEMON_MANAGER, status)
                 last_written = status
                 logger.debug(f"pool {name}: {inv.total_gpus} GPUs lendable")
             for change in changes:
@@ -147,7 +143,7 @@ def _report_invalid(
     logger: kopf.Logger,
 ) -> dict[str, Any] | None:
     """Valid=False and one Event when the verdict is new; the status written, if any."""
-    previous = last_written if last_written is not None else dict(body.status)
+    previous = last_written if last_written is not None else own_status(body.status)
     message = "; ".join(f"{p.field}: {p.message}" for p in problems)
     old = find_condition(previous, VALID)
     if (old.get("status"), old.get("message")) == ("False", message):
@@ -155,10 +151,10 @@ def _report_invalid(
     status = invalid_status(
         previous, problems[0].reason, message, CLOCK.now(), body.metadata.get("generation")
     )
-    patch_pool_status(name, status)
+    apply_pool_status(name, POOL_DAEMON_MANAGER, status)
     kopf.event(body, type="Warning", reason=problems[0].reason, message=message[:1024])
     logger.warning(f"pool {name} is not valid: {message}")
-    return {**previous, **status}
+    return status
 
 
 def _conflicted(inv: PoolInventory) -> frozenset[str]:

@@ -1,4 +1,12 @@
-"""Status writes through the ``status`` subresource (JSON merge patch)."""
+"""Status writes through the ``status`` subresource.
+
+Models: JSON merge patch (one writer per field: the admission loop; the verdicts guarded by
+``resourceVersion``). Pools: several writers share ``status`` (the pool daemon, the admission
+loop, the ledger), and ``conditions`` is a list keyed by ``type``; a merge patch replaces a
+list whole, so one writer could drop another's condition. :func:`apply_pool_status` is a
+server-side apply under the writer's own field manager instead: the API server merges the
+list by ``type`` and each writer owns the fields and the condition types it sends.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +21,10 @@ from polyculture.kube.client import api_client
 from polyculture.metrics import API_WRITES
 
 MERGE_PATCH = "application/merge-patch+json"
+APPLY_PATCH = "application/apply-patch+yaml"
+#: field managers of the pool status: each owns the fields (and condition types) it applies
+POOL_DAEMON_MANAGER = "polyculture-pool"
+ADMISSION_MANAGER = "polyculture-admission"
 
 
 def patch_pool_status(name: str, status: Mapping[str, Any]) -> None:
@@ -20,6 +32,39 @@ def patch_pool_status(name: str, status: Mapping[str, Any]) -> None:
     client.CustomObjectsApi(api_client()).patch_cluster_custom_object_status(
         GROUP, VERSION, "computepools", name, {"status": dict(status)}, _content_type=MERGE_PATCH
     )
+
+
+def apply_pool_status(name: str, manager: str, status: Mapping[str, Any]) -> None:
+    """Server-side apply of ``status`` as ``manager``'s whole part of the pool's status.
+
+    A field or condition type ``manager`` applied before and omits now is removed; what other
+    managers own is kept. ``None`` values are left out (an applied null is not a value).
+    """
+    API_WRITES.labels("computepools", "status").inc()
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "ComputePool",
+        "metadata": {"name": name},
+        "status": _without_none(status),
+    }
+    client.CustomObjectsApi(api_client()).patch_cluster_custom_object_status(
+        GROUP,
+        VERSION,
+        "computepools",
+        name,
+        body,
+        field_manager=manager,
+        force=True,
+        _content_type=APPLY_PATCH,
+    )
+
+
+def _without_none(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_none(v) for v in value]
+    return value
 
 
 def patch_model_status(namespace: str, name: str, status: Mapping[str, Any]) -> dict[str, Any]:

@@ -3,65 +3,70 @@
 :meth:`PoolLoop.step` is called on a short tick by the pool's handler with what kopf indexes
 (the pool, its models, the nodes). Each step:
 
-1. applies the outcomes of finished backend actions (cluster ready, job ended, Serve
-   healthy, drained) as lifecycle transitions (``reconcile.lifecycle``);
+1. applies the outcomes of finished backend actions (cluster ready and job submitted, job
+   ended, Serve healthy, drained) as lifecycle transitions (``reconcile.lifecycle``);
 2. runs the core when its input changed (or ``RESCHEDULE_S`` passed: minimum runtimes and
-   windows are time-driven), and writes the plan (``reconcile.admission``);
-3. starts at most one backend action per model in a worker thread: create the cluster and
-   submit the job or deploy Serve, follow the job or Serve health, drain a preempted model
-   (stop the job, wait for its end or the grace period, tear the cluster down);
-4. settles the users' ledger: GPU-seconds per model and per community.
+   windows are time-driven), and writes the plan (``reconcile.admission``) at once, before
+   any cluster is made: the admissions first, the status patches in parallel;
+3. starts at most one backend action per model in a worker thread (``loop.actions``): create
+   the cluster (then look again on later ticks until it is ready, and submit the job or
+   deploy Serve), follow the job or Serve health, drain a preempted model (stop the job, wait
+   for its end or the grace period, tear the cluster down). No action waits for a cluster to
+   start; local clusters start one at a time per pool (they compete for this machine's CPUs);
+4. settles the users' ledger: GPU-seconds per model, and per community the sum of its
+   models' counters (``reconcile.admission.pool_usage``).
 
 What is stored is the truth: the loop keeps only what it wrote last (its own writes may not
-be in kopf's index yet) and in-flight actions; a restarted operator rebuilds everything from
-the stored status and adopts the clusters and jobs the backend still has.
+be in kopf's index yet), the parsed specs (by generation) and in-flight actions; a restarted
+operator rebuilds everything from the stored status and adopts the clusters and jobs the
+backend still has.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import threading
 import time
-import urllib.request
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from concurrent.futures import Future, wait
+from dataclasses import dataclass, replace
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from polyculture import metrics
 from polyculture.api.admissibility import Problem
-from polyculture.api.community_model import CommunityModelSpec, Phase, RuntimeEnv
-from polyculture.api.compute_pool import ComputePoolSpec
+from polyculture.api.community_model import CommunityModelSpec, Phase
+from polyculture.api.compute_pool import ComputePoolSpec, RaySettings
 from polyculture.api.pool_validity import judge_spec
 from polyculture.api.units import parse_duration
 from polyculture.inventory import NodeInfo
-from polyculture.loop.backends import BackendSettings, BackendUnavailableError
-from polyculture.ray.backend import (
-    ClusterBackend,
-    ClusterHandle,
-    ClusterPhase,
-    JobState,
-    NodePlacement,
-    Placement,
-    Role,
-    ServeApp,
-    ServeState,
-    TrainingJob,
-    WorkloadRef,
+from polyculture.loop.actions import (
+    DEPLOYING,
+    READY_TIMEOUT_S,
+    STARTING,
+    Actions,
+    ClusterStartError,
+    Outcome,
 )
+from polyculture.loop.backends import BackendSettings, BackendUnavailableError, settings_key
+from polyculture.loop.workers import Workers
+from polyculture.ray.backend import ClusterBackend, NodePlacement, Placement
 from polyculture.reconcile import lifecycle
 from polyculture.reconcile.admission import (
     TRAINING,
     ModelEvent,
     ModelView,
+    Plan,
     PoolView,
     epoch,
     held_gpus,
     held_units,
     model_usage,
+    models_used,
+    per_community,
     plan,
     pool_usage,
     pool_usage_changed,
@@ -69,7 +74,7 @@ from polyculture.reconcile.admission import (
     snapshot,
 )
 from polyculture.reconcile.conditions import condition, parse_time
-from polyculture.reconcile.provenance import ATTESTATION_TAIL_LINES, after_training, job_artifacts
+from polyculture.reconcile.provenance import after_training
 from polyculture.scheduling import Decisions, schedule
 
 log = logging.getLogger(__name__)
@@ -80,49 +85,60 @@ RESCHEDULE_S = 5.0
 LEDGER_FLUSH_S = 30.0
 POLL_TRAINING_S = 2.0
 POLL_SERVING_S = 5.0
-READY_TIMEOUT_S = 300.0
-SERVE_TIMEOUT_S = 300.0
+#: a starting cluster is looked at again after this long, then every ``START_POLL_SLOW_S``
+START_POLL_S = 1.0
+START_POLL_SLOW_S = 5.0
+START_POLL_FAST_FOR_S = 30.0
 #: Ray clusters a pool starts at once: local ones compete for this machine's CPUs (a Ray
-#: node that cannot start within Ray's own timeout fails), remote ones do not
+#: node that cannot start within Ray's own timeout fails); remote ones start in the
+#: cluster, bounded only by the worker threads that send their creates
 LOCAL_MAX_STARTING = 1
-REMOTE_MAX_STARTING = 16
+#: worker threads per pool for backend calls, and for status writes
+ACTION_WORKERS = 8
+WRITE_WORKERS = 8
 
+Judged = tuple[ComputePoolSpec | None, tuple[Problem, ...]]
 PatchModel = Callable[[str, str, Mapping[str, Any]], Mapping[str, Any]]
-PatchPool = Callable[[str, Mapping[str, Any]], None]
+ApplyPool = Callable[[str, Mapping[str, Any]], None]
 PostEvent = Callable[[Mapping[str, Any], str, str, str], None]
 
 
 @dataclass(frozen=True)
 class Writer:
-    """How the loop writes: status patches (returning the stored object) and Events."""
+    """How the loop writes: model status patches (returning the stored object), its own part
+    of the pool status (applied whole: fields and conditions it omits are dropped), Events."""
 
     patch_model: PatchModel
-    patch_pool: PatchPool
+    apply_pool: ApplyPool
     post_event: PostEvent
 
 
-class ClusterStartError(RuntimeError):
-    """The workload's Ray cluster could not start: nothing of the workload ran."""
-
-
 @dataclass(frozen=True)
-class Outcome:
-    """What a finished backend action found: ``kind`` is started, succeeded, failed,
-    serving or drained; ``run`` is the admission it was about (stale outcomes are dropped)."""
+class Start:
+    """A start in progress for admission ``run``: ``stage`` (starting or deploying) until
+    ``deadline`` (epoch seconds); created ``since`` (monotonic), for the poll interval."""
 
-    kind: str
     run: int
-    detail: str = ""
-    replicas: int = 0
+    stage: str
+    deadline: float
+    since: float
 
 
 def parse_model(body: Mapping[str, Any]) -> ModelView | None:
     """A model body as a view; None if its spec does not parse (the verdict step reports it)."""
-    meta = body.get("metadata") or {}
+    spec = _parse_spec(body)
+    return None if spec is None else _view(body, spec)
+
+
+def _parse_spec(body: Mapping[str, Any]) -> CommunityModelSpec | None:
     try:
-        spec = CommunityModelSpec.model_validate(dict(body.get("spec") or {}))
+        return CommunityModelSpec.model_validate(dict(body.get("spec") or {}))
     except ValidationError:
         return None
+
+
+def _view(body: Mapping[str, Any], spec: CommunityModelSpec) -> ModelView:
+    meta = body.get("metadata") or {}
     return ModelView(
         namespace=str(meta.get("namespace") or ""),
         name=str(meta.get("name") or ""),
@@ -141,21 +157,9 @@ def _rv(body: Mapping[str, Any]) -> int:
         return 0
 
 
-def runtime_env(env: RuntimeEnv | None) -> dict[str, Any]:
-    if env is None:
-        return {}
-    out: dict[str, Any] = {}
-    if env.working_dir:
-        out["working_dir"] = env.working_dir
-    if env.pip:
-        out["pip"] = list(env.pip)
-    if env.env_vars:
-        out["env_vars"] = dict(env.env_vars)
-    return out
-
-
 class PoolLoop:
-    """The admission loop of one pool. Not thread-safe: one thread calls :meth:`step`."""
+    """The admission loop of one pool. Not thread-safe: one thread calls :meth:`step`
+    (:meth:`release` may be called from another)."""
 
     def __init__(
         self,
@@ -164,29 +168,41 @@ class PoolLoop:
         backends: BackendSettings,
         writer: Writer,
         now: Callable[[], datetime],
-        workers: int = 4,
+        workers: int = ACTION_WORKERS,
     ) -> None:
         self.pool = pool
         self.backends = backends
         self.writer = writer
         self.now = now
-        self.executor = ThreadPoolExecutor(workers, thread_name_prefix=f"pool-{pool}")
+        self.workers = Workers(workers, f"pool-{pool}")
+        self.writes = Workers(WRITE_WORKERS, f"pool-{pool}-write")
+        self.actions = Actions(pool, self._require, backends.checkpoint_root, now)
         self.tasks: dict[str, Future[Outcome | None]] = {}
         self.next_poll: dict[str, float] = {}
+        self.starts: dict[str, Start] = {}
         self.written: dict[str, tuple[int, dict[str, Any]]] = {}
         self.bodies: dict[str, Mapping[str, Any]] = {}
+        #: parsed specs by key: ((uid, generation), spec or None when it does not parse)
+        self.parsed: dict[str, tuple[tuple[str, Any], CommunityModelSpec | None]] = {}
+        self.pool_spec: tuple[Any, Judged] | None = None
         self.pool_written: dict[str, Any] | None = None
+        #: the models' counters (uid -> community, GPU-seconds) in the last pool write
+        self.counted: dict[str, tuple[str, float]] = {}
+        #: final counters of models released (deleted) since, by uid
+        self.finals: dict[str, tuple[str, float]] = {}
+        self.finals_lock = threading.Lock()
         self.fingerprint: Any = None
         self.last_cycle = 0.0
         self.decisions: Decisions | None = None
+        self.backend_key: tuple[str, str, str] | None = None
         self.backend_kind = ""
         self.backend: ClusterBackend | None = None
         self.backend_error = ""
-        #: models whose cluster is being started (a subset of ``tasks`` while in flight)
-        self.starting: set[str] = set()
         self.serve_on_mismatch = False
         #: why the pool is unusable, as last logged (empty while it is usable)
         self.unusable: tuple[Problem, ...] = ()
+        self._patches: list[tuple[ModelView, Mapping[str, Any]]] = []
+        self._events: list[ModelEvent] = []
 
     # -- the step ----------------------------------------------------------------------------
 
@@ -199,7 +215,7 @@ class PoolLoop:
     ) -> None:
         started = time.monotonic()
         now = self.now()
-        spec, problems = judge_spec(pool_body.get("spec") or {})
+        spec, problems = self._judge(pool_body)
         if spec is None:
             # the pool daemon reports why (Valid=False, an Event) and the verdicts make its
             # models Invalid (PoolInvalid): nothing is scheduled on a pool judged unusable
@@ -208,38 +224,45 @@ class PoolLoop:
                 log.warning(f"pool {self.pool}: not scheduling, the pool is invalid: {problems}")
             return
         self.unusable = ()
-        self._choose_backend(spec.ray.backend.value)
+        self._choose_backend(spec.ray)
         self.serve_on_mismatch = spec.provenance.serve_on_mismatch
         stored = dict(pool_body.get("status") or {})
-        ours = {k: v for k, v in (self.pool_written or {}).items() if k != "conditions"}
-        pool_status = {**stored, **ours}
+        pool_status = {**stored, **(self.pool_written or {})}
         views = self._views(model_bodies)
         pv = pool_view(self.pool, spec, nodes, now, senior_pools)
 
         for key, task in list(self.tasks.items()):
             if task.done() and self.tasks.pop(key, None) is task:
-                self.starting.discard(key)
-                self._apply_outcome(key, task, views, pv, now)
+                self._apply_outcome(key, task, views, now)
+        self._flush()
         views = self._views(model_bodies)
 
-        ran = False
         if self.backend is not None:
             snap = snapshot(pv, spec, pool_status, list(views.values()), now)
             fingerprint = (snap.nodes, snap.communities, snap.running, snap.pending, snap.policy)
             if fingerprint != self.fingerprint or started - self.last_cycle >= RESCHEDULE_S:
-                self.fingerprint, self.last_cycle, ran = fingerprint, started, True
+                self.fingerprint, self.last_cycle = fingerprint, started
                 self.decisions = schedule(snap)
-                self._write_plan(plan(self.decisions, snap, views, pv, now), views)
+                self._write_plan(plan(self.decisions, snap, views, pv, now), views, now)
                 views = self._views(model_bodies)
                 metrics.observe_cycle(self.pool, time.monotonic() - started)
             self._act(views, pv, spec, now)
         self._flush_usage(views, now)
-        self._write_pool(spec, pool_status, views, pv, now, refresh=ran)
+        self._write_pool(spec, pool_status, model_bodies, views, pv, now)
+
+    def _judge(self, body: Mapping[str, Any]) -> Judged:
+        """The pool's spec judged (``judge_spec``), again only when its generation changed."""
+        meta = body.get("metadata") or {}
+        key = (meta.get("uid"), meta.get("generation"))
+        if self.pool_spec is None or self.pool_spec[0] != key or key[1] is None:
+            self.pool_spec = (key, judge_spec(body.get("spec") or {}))
+        return self.pool_spec[1]
 
     # -- views and writes --------------------------------------------------------------------
 
     def _views(self, bodies: Sequence[Mapping[str, Any]]) -> dict[str, ModelView]:
-        """Models of the pool, each with the newer of its indexed and its last written status."""
+        """Models of the pool, each with the newer of its indexed and its last written status;
+        a spec is parsed once per generation."""
         out: dict[str, ModelView] = {}
         for body in bodies:
             meta = body.get("metadata") or {}
@@ -247,84 +270,101 @@ class PoolLoop:
             if meta.get("deletionTimestamp"):
                 continue
             written = self.written.get(key)
+            current: Mapping[str, Any] = body
             if written is not None and written[0] > _rv(body):
                 current = {**body, "status": written[1]}
+            identity = (str(meta.get("uid") or ""), meta.get("generation"))
+            cached = self.parsed.get(key)
+            if cached is not None and cached[0] == identity and identity[1] is not None:
+                spec = cached[1]
             else:
-                current = dict(body)
-            view = parse_model(current)
-            if view is not None:
-                out[key] = view
+                spec = _parse_spec(body)
+                self.parsed[key] = (identity, spec)
+            if spec is not None:
+                out[key] = _view(current, spec)
                 self.bodies[key] = current
         for key in set(self.written) - set(out):
             self.written.pop(key, None)
+        if len(self.parsed) > len(out):
+            for key in set(self.parsed) - set(out):
+                if key not in self.written:
+                    self.parsed.pop(key, None)
         return out
 
     def _patch(self, view: ModelView, patch: Mapping[str, Any]) -> None:
-        stored = self.writer.patch_model(view.namespace, view.name, patch)
+        try:
+            stored = self.writer.patch_model(view.namespace, view.name, patch)
+        except Exception as err:  # one bad write never stops the others
+            log.warning("pool %s: writing %s failed: %s", self.pool, view.key, err)
+            metrics.record_reconcile_error(self.pool, "write")
+            return
         self.written[view.key] = (_rv(stored), dict(stored.get("status") or {}))
+
+    def _flush(self) -> None:
+        """Send the patches queued in this step, in parallel; then their Events."""
+        patches, self._patches = self._patches, []
+        events, self._events = self._events, []
+        if len(patches) == 1:
+            self._patch(*patches[0])
+        elif patches:
+            wait([self.writes.submit(self._patch, view, patch) for view, patch in patches])
+        for event in events:
+            self._event(event)
 
     def _event(self, event: ModelEvent) -> None:
         body = self.bodies.get(event.key)
         if body is not None:
-            self.writer.post_event(body, event.type, event.reason, event.message)
+            try:
+                self.writer.post_event(body, event.type, event.reason, event.message)
+            except Exception as err:  # an Event is a courtesy: its loss stops nothing
+                log.warning("pool %s: event for %s failed: %s", self.pool, event.key, err)
         log.info("pool %s: %s %s: %s", self.pool, event.key, event.reason, event.message)
 
-    def _write_plan(self, p: Any, views: Mapping[str, ModelView]) -> None:
-        for key, patch in p.patches.items():
+    def _write_plan(self, p: Plan, views: Mapping[str, ModelView], now: datetime) -> None:
+        # admissions first: what the users wait for is the Admitted status
+        first = [k for k in p.patches if k in set(p.admitted)]
+        for key in first + [k for k in p.patches if k not in set(first)]:
             view = views[key]
-            usage = model_usage(view, self.now()) if view.holding or view.draining else None
-            self._safe(view, {**(usage or {}), **patch})
-        for event in p.events:
-            self._event(event)
+            usage = model_usage(view, now) if view.holding or view.draining else None
+            self._patches.append((view, {**(usage or {}), **p.patches[key]}))
+        self._events.extend(p.events)
+        self._flush()
         for key in p.admitted:
             metrics.record_admission(self.pool, views[key].community)
         for _, reason in p.preempted:
             metrics.record_preemption(self.pool, reason)
 
-    def _safe(self, view: ModelView, patch: Mapping[str, Any]) -> None:
-        try:
-            self._patch(view, patch)
-        except Exception as err:  # one bad write never stops the others
-            log.warning("pool %s: writing %s failed: %s", self.pool, view.key, err)
-            metrics.record_reconcile_error(self.pool, "write")
-
     def _transition(self, view: ModelView, result: lifecycle.Transition) -> None:
         patch, event = result
-        self._safe(view, patch)
-        self._event(event)
+        self._patches.append((view, patch))
+        self._events.append(event)
 
     # -- backend -----------------------------------------------------------------------------
 
-    def _choose_backend(self, kind: str) -> None:
-        if kind == self.backend_kind and (self.backend is not None or self.backend_error):
+    def _choose_backend(self, ray: RaySettings) -> None:
+        key = settings_key(ray)
+        if key == self.backend_key and (self.backend is not None or self.backend_error):
             return
-        self.backend_kind = kind
+        self.backend_key, self.backend_kind = key, ray.backend.value
         try:
-            self.backend, self.backend_error = self.backends.backend(kind), ""
+            self.backend, self.backend_error = self.backends.for_pool(self.pool, ray), ""
         except BackendUnavailableError as err:
             self.backend, self.backend_error = None, str(err)
             metrics.record_reconcile_error(self.pool, "backend")
             log.error("pool %s: %s", self.pool, err)
 
-    def _ref(self, view: ModelView, role: Role) -> WorkloadRef:
-        return WorkloadRef(
-            namespace=view.namespace,
-            name=view.name,
-            role=role,
-            uid=view.uid,
-            pool=self.pool,
-            community=view.community,
-        )
+    def _require(self) -> ClusterBackend:
+        if self.backend is None:
+            raise BackendUnavailableError(self.backend_error)
+        return self.backend
 
     def _placement(self, view: ModelView, pv: PoolView) -> Placement:
         admission = view.admission or {}
-        stage_spec = view.spec.training if view.stage == TRAINING else view.spec.serving
         per = (
             view.spec.training.gpus_per_worker
             if view.stage == TRAINING and view.spec.training is not None
             else (view.spec.serving.gpus_per_replica if view.spec.serving else 1)
         )
-        assert stage_spec is not None
         nodes = []
         for p in admission.get("placement") or []:
             share = pv.shares.get(str(p["node"]))
@@ -339,10 +379,7 @@ class PoolLoop:
         return Placement(gpus_per_worker=per, nodes=tuple(nodes))
 
     def checkpoint_uri(self, view: ModelView) -> str:
-        if view.spec.training is not None and view.spec.training.checkpoint_uri:
-            return view.spec.training.checkpoint_uri
-        path = self.backends.checkpoint_root / view.namespace / f"{view.name}-{view.uid[:8]}"
-        return Path(path).resolve().as_uri()
+        return self.actions.checkpoint_uri(view)
 
     def _act(
         self, views: Mapping[str, ModelView], pv: PoolView, spec: ComputePoolSpec, now: datetime
@@ -355,22 +392,34 @@ class PoolLoop:
         }
         clock = time.monotonic()
         grace = parse_duration(spec.fair_share.preemption.grace_period).total_seconds()
+        for key in list(self.starts):
+            view = views.get(key)
+            if view is None or view.phase != Phase.ADMITTED.value:
+                self.starts.pop(key, None)
+        starting = sum(1 for s in self.starts.values() if s.stage == STARTING)
         for key, view in views.items():
             if key in self.tasks:
                 continue
             run = int(view.status.get("run") or 0)
             phase = view.phase
             if view.draining:
-                self._submit(key, self._drain, view, run, grace)
+                self._submit(key, self.actions.drain, view, run, grace)
             elif phase == Phase.ADMITTED.value and view.admission is not None:
+                start = self.starts.get(key)
+                if start is not None and start.run == run:
+                    if clock >= self.next_poll.get(key, 0.0):
+                        self._submit(
+                            key, self.actions.check_start, view, run, start.stage, start.deadline
+                        )
+                    continue
                 placed = {str(p["node"]) for p in view.admission.get("placement") or []}
                 if placed & draining_nodes:
                     continue  # the GPUs are still being freed by a preempted workload
-                if len(self.starting & set(self.tasks)) >= self._max_starting():
-                    continue  # Ray clusters start one after another on this machine
-                action = self._start_training if view.stage == TRAINING else self._start_serving
-                self._submit(key, action, view, run, self._placement(view, pv))
-                self.starting.add(key)
+                if starting >= self._max_starting():
+                    continue  # local Ray clusters start one after another on this machine
+                self._submit(key, self.actions.start, view, run, self._placement(view, pv))
+                self.starts[key] = Start(run, STARTING, math.inf, clock)
+                starting += 1
             elif phase in (Phase.TRAINING.value, Phase.SERVING.value):
                 if clock < self.next_poll.get(key, 0.0):
                     continue
@@ -378,13 +427,13 @@ class PoolLoop:
                 self.next_poll[key] = clock + (POLL_TRAINING_S if training else POLL_SERVING_S)
                 if training:
                     overdue = self._overdue(view, now)
-                    self._submit(key, self._follow_job, view, run, overdue)
+                    self._submit(key, self.actions.follow_job, view, run, overdue)
                 else:
-                    self._submit(key, self._follow_serve, view, run)
+                    self._submit(key, self.actions.follow_serve, view, run)
 
-    def _max_starting(self) -> int:
+    def _max_starting(self) -> float:
         """Clusters started at once: the local backend's share this machine's CPUs."""
-        return LOCAL_MAX_STARTING if self.backend_kind == "local" else REMOTE_MAX_STARTING
+        return LOCAL_MAX_STARTING if self.backend_kind == "local" else math.inf
 
     def _overdue(self, view: ModelView, now: datetime) -> bool:
         limit = view.spec.training.max_runtime if view.spec.training else None
@@ -394,26 +443,27 @@ class PoolLoop:
         return (now - admitted).total_seconds() > parse_duration(limit).total_seconds()
 
     def _submit(self, key: str, action: Callable[..., Outcome | None], *args: Any) -> None:
-        self.tasks[key] = self.executor.submit(action, *args)
+        self.tasks[key] = self.workers.submit(action, *args)
 
     def _apply_outcome(
         self,
         key: str,
         future: Future[Outcome | None],
         views: Mapping[str, ModelView],
-        pv: PoolView,
         now: datetime,
     ) -> None:
         view = views.get(key)
         try:
             outcome = future.result()
         except ClusterStartError as err:  # never ran: requeued, not counted
+            self.starts.pop(key, None)
             log.warning("pool %s: %s: %s", self.pool, key, err)
             metrics.record_reconcile_error(self.pool, "cluster-start")
             if view is not None and view.phase == Phase.ADMITTED.value:
                 self._transition(view, lifecycle.start_failed(view, str(err), now))
             return
         except Exception as err:  # a backend failure is this attempt's failure
+            self.starts.pop(key, None)
             log.warning("pool %s: %s: backend action failed: %r", self.pool, key, err)
             metrics.record_reconcile_error(self.pool, "backend")
             outcome = (
@@ -423,6 +473,11 @@ class PoolLoop:
             )
         if outcome is None or view is None or outcome.run != int(view.status.get("run") or 0):
             return
+        if outcome.kind in (STARTING, DEPLOYING):
+            if view.phase == Phase.ADMITTED.value:
+                self._starting(key, outcome)
+            return
+        self.starts.pop(key, None)
         max_attempts = view.spec.training.max_attempts if view.spec.training else 3
         if outcome.kind == "started" and view.phase == Phase.ADMITTED.value:
             self._transition(view, lifecycle.training_started(view, outcome.detail, now))
@@ -440,12 +495,19 @@ class PoolLoop:
             )
             self._transition(view, (patch, event))
             if checked is not None:
-                self._event(ModelEvent(view.key, *checked))
+                self._events.append(ModelEvent(view.key, *checked))
         elif outcome.kind == "serving" and view.holding:
-            if view.phase != Phase.SERVING.value or view.status.get("endpoint") != outcome.detail:
+            if (
+                view.phase != Phase.SERVING.value
+                or view.status.get("endpoint") != outcome.detail
+                or lifecycle.serve_unhealthy_since(view) is not None  # healthy again
+            ):
                 self._transition(
                     view, lifecycle.serving_ready(view, outcome.detail, outcome.replicas, now)
                 )
+        elif outcome.kind == "unhealthy" and view.phase == Phase.SERVING.value:
+            if lifecycle.serve_unhealthy_since(view) is None:
+                self._transition(view, lifecycle.serve_unhealthy(view, outcome.detail, now))
         elif outcome.kind == "failed" and view.holding:
             self._transition(
                 view, lifecycle.attempt_failed(view, outcome.detail, max_attempts, now)
@@ -453,171 +515,43 @@ class PoolLoop:
         elif outcome.kind == "drained" and view.draining:
             self._transition(view, lifecycle.drained(view, now))
 
-    # -- backend actions (worker threads) ----------------------------------------------------
-
-    def _require(self) -> ClusterBackend:
-        if self.backend is None:
-            raise BackendUnavailableError(self.backend_error)
-        return self.backend
-
-    def _start_training(self, view: ModelView, run: int, placement: Placement) -> Outcome:
-        backend = self._require()
-        training = view.spec.training
-        assert training is not None
-        ref = self._ref(view, Role.TRAINING)
-        cluster = backend.create(ref, placement)
-        self._wait_ready(backend, cluster)
-        job = TrainingJob(
-            workload=ref,
-            attempt=run,
-            entrypoint=training.entrypoint,
-            checkpoint_uri=self.checkpoint_uri(view),
-            runtime_env=runtime_env(training.runtime_env),
-            artifacts=job_artifacts(view.spec.provenance),
-        )
-        return Outcome("started", run, backend.submit_job(cluster, job))
-
-    def _wait_ready(self, backend: ClusterBackend, cluster: ClusterHandle) -> None:
-        """Until the cluster is ready; a cluster that cannot start is torn down and reported
-        as :class:`ClusterStartError` (the workload is requeued, no attempt counted)."""
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while True:
-            status = backend.status(cluster)
-            if status.ready:
-                return
-            problem = ""
-            if status.phase in (ClusterPhase.FAILED, ClusterPhase.GONE):
-                problem = f"Ray cluster {status.phase.value}: {status.message}"
-            elif time.monotonic() > deadline:
-                problem = f"Ray cluster not ready after {READY_TIMEOUT_S:g} s"
-            if problem:
-                backend.teardown(cluster)
-                raise ClusterStartError(problem[-500:])
-            time.sleep(0.5)
-
-    def _follow_job(self, view: ModelView, run: int, overdue: bool) -> Outcome | None:
-        backend = self._require()
-        ref = self._ref(view, Role.TRAINING)
-        cluster = backend.find(ref)
-        if cluster is None:
-            return Outcome("failed", run, "the Ray cluster of the job is gone")
-        state = backend.status(cluster)
-        if state.phase in (ClusterPhase.FAILED, ClusterPhase.GONE):
-            backend.teardown(cluster)
-            return Outcome("failed", run, f"the Ray cluster died: {state.message}")
-        sid = str(view.status.get("rayJobId") or "")
-        if overdue:
-            backend.stop_job(cluster, sid)
-            backend.teardown(cluster)
-            return Outcome("failed", run, "ran longer than maxRuntime")
-        report = backend.job(cluster, sid, tail_lines=ATTESTATION_TAIL_LINES)
-        if not report.state.terminal:
-            return None
-        backend.teardown(cluster)
-        if report.state is JobState.SUCCEEDED:
-            return Outcome("succeeded", run, report.log_tail)  # with the attestations
-        last = report.log_tail.strip().splitlines()[-1:] or [report.message]
-        return Outcome("failed", run, f"job {report.state.value}: {last[0][:300]}")
-
-    def serve_app(self, view: ModelView, replicas: int) -> ServeApp:
-        serving = view.spec.serving
-        assert serving is not None
-        env = runtime_env(serving.runtime_env)
-        if view.spec.training is not None:
-            env["env_vars"] = {
-                **env.get("env_vars", {}),
-                "POLYCULTURE_CHECKPOINT_URI": self.checkpoint_uri(view),
-            }
-        return ServeApp(
-            name=view.name,
-            import_path=serving.import_path,
-            route_prefix=serving.route_prefix or f"/{view.namespace}/{view.name}",
-            deployment=serving.deployment,
-            replicas=replicas,
-            min_replicas=min(serving.min_replicas, replicas),
-            max_replicas=max(serving.max_replicas, replicas),
-            gpus_per_replica=serving.gpus_per_replica,
-            runtime_env=env,
-        )
-
-    def _start_serving(self, view: ModelView, run: int, placement: Placement) -> Outcome:
-        backend = self._require()
-        ref = self._ref(view, Role.SERVING)
-        cluster = backend.create(ref, placement)
-        self._wait_ready(backend, cluster)
-        app = self.serve_app(view, placement.workers)
-        backend.deploy_serve(cluster, app)
-        deadline = time.monotonic() + SERVE_TIMEOUT_S
-        while True:
-            report = backend.serve(cluster, app.name)
-            if report.healthy and _answers(report.endpoint):
-                return Outcome("serving", run, report.endpoint, report.running_replicas)
-            if report.state is ServeState.DEPLOY_FAILED:
-                backend.teardown(cluster)
-                return Outcome("failed", run, f"Serve deploy failed: {report.message[:300]}")
-            if time.monotonic() > deadline:
-                backend.teardown(cluster)
-                return Outcome("failed", run, f"Serve not healthy in {SERVE_TIMEOUT_S:g} s")
-            time.sleep(1.0)
-
-    def _follow_serve(self, view: ModelView, run: int) -> Outcome | None:
-        backend = self._require()
-        cluster = backend.find(self._ref(view, Role.SERVING))
-        if cluster is None:
-            return Outcome("failed", run, "the Ray cluster of the endpoint is gone")
-        state = backend.status(cluster)
-        if state.phase in (ClusterPhase.FAILED, ClusterPhase.GONE):
-            backend.teardown(cluster)
-            return Outcome("failed", run, f"the Ray cluster died: {state.message}")
-        report = backend.serve(cluster, view.name)
-        if report.state in (ServeState.DEPLOY_FAILED, ServeState.MISSING):
-            backend.teardown(cluster)
-            return Outcome("failed", run, f"Serve application {report.state.value}")
-        if report.healthy:
-            return Outcome("serving", run, report.endpoint, report.running_replicas)
-        return None
-
-    def _drain(self, view: ModelView, run: int, grace_s: float) -> Outcome:
-        """Stop the job (it may checkpoint), wait for its end or the grace period, tear down."""
-        backend = self._require()
-        preempted = parse_time(view.status.get("preemptedAt"))
-        deadline = (preempted.timestamp() if preempted else self.now().timestamp()) + grace_s
-        for role in (Role.TRAINING, Role.SERVING):
-            cluster = backend.find(self._ref(view, role))
-            if cluster is None:
-                continue
-            sid = str(view.status.get("rayJobId") or "")
-            if role is Role.TRAINING and sid:
-                try:
-                    backend.stop_job(cluster, sid)
-                    while self.now().timestamp() < deadline:
-                        if backend.job(cluster, sid, tail_lines=0).state.terminal:
-                            break
-                        time.sleep(0.5)
-                except Exception as err:  # a dead cluster cannot stop a job: tear down anyway
-                    log.info("pool %s: %s: stopping its job: %s", self.pool, view.key, err)
-            backend.teardown(cluster)
-        return Outcome("drained", run)
+    def _starting(self, key: str, outcome: Outcome) -> None:
+        """A start goes on: look again soon while it is young, then less often."""
+        clock = time.monotonic()
+        before = self.starts.get(key)
+        since = before.since if before is not None and before.run == outcome.run else clock
+        self.starts[key] = Start(outcome.run, outcome.kind, outcome.deadline, since)
+        young = clock - since < START_POLL_FAST_FOR_S
+        self.next_poll[key] = clock + (START_POLL_S if young else START_POLL_SLOW_S)
 
     def release(self, view: ModelView) -> None:
-        """Tear down every cluster of a model (deleted, or its pool is gone); waits."""
+        """Tear down every cluster of a model (deleted, or its pool is gone) and retire its
+        GPU-seconds counter into its community's; waits for the model's last action."""
         task = self.tasks.pop(view.key, None)
         if task is not None:
             try:
                 task.result(timeout=READY_TIMEOUT_S)
             except Exception as err:
                 log.info("pool %s: %s: last action ended with %r", self.pool, view.key, err)
-        backend = self.backend
-        if backend is None:
-            return
-        for role in (Role.TRAINING, Role.SERVING):
-            cluster = backend.find(self._ref(view, role))
-            if cluster is not None:
-                backend.teardown(cluster)
+        written = self.written.get(view.key)
+        newest = view if written is None else replace(view, status=written[1])
+        used = float(newest.status.get("gpuSecondsUsed") or 0.0)
+        final = model_usage(newest, self.now())
+        if final is not None:
+            used = float(final["gpuSecondsUsed"])
+        with self.finals_lock:
+            self.finals[view.uid] = (newest.community, used)
+        if self.backend is not None:
+            self.actions.teardown_all(view)
         self.written.pop(view.key, None)
+        self.starts.pop(view.key, None)
 
     def close(self) -> None:
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        """Stop at once: calls not started are cancelled, calls in flight are not waited for
+        (their threads are daemons); the pool's backend stops watching."""
+        self.workers.shutdown()
+        self.writes.shutdown()
+        self.backends.forget(self.pool)
 
     # -- the users' ledger and the pool's status ---------------------------------------------
 
@@ -628,21 +562,48 @@ class PoolLoop:
                 continue
             usage = model_usage(view, now)
             if usage is not None:
-                self._safe(view, usage)
+                self._patches.append((view, usage))
+        self._flush()
+
+    def _counters(self, bodies: Sequence[Mapping[str, Any]]) -> dict[str, tuple[str, float]]:
+        """Every model's counter (deleting ones too), the newest known, finals included."""
+        current: list[Mapping[str, Any]] = []
+        for body in bodies:
+            meta = body.get("metadata") or {}
+            written = self.written.get(f"{meta.get('namespace')}/{meta.get('name')}")
+            if written is not None and written[0] > _rv(body):
+                current.append({**body, "status": written[1]})
+            else:
+                current.append(body)
+        counters = models_used(current)
+        with self.finals_lock:
+            finals = dict(self.finals)
+        for uid, (community, used) in finals.items():
+            was = counters.get(uid, (community, 0.0))[1]
+            counters[uid] = (community, max(was, used))
+        return counters
 
     def _write_pool(
         self,
         spec: ComputePoolSpec,
         pool_status: Mapping[str, Any],
+        bodies: Sequence[Mapping[str, Any]],
         views: Mapping[str, ModelView],
         pv: PoolView,
         now: datetime,
-        refresh: bool,
     ) -> None:
         held = held_gpus(views.values())
         pending: dict[str, int] = {}
         for w in self.decisions.waiting if self.decisions else ():
             pending[w.workload.community] = pending.get(w.workload.community, 0) + w.workload.gpus
+        counters = self._counters(bodies)
+        with self.finals_lock:
+            finals = dict(self.finals)
+        gone = (set(self.counted) | set(finals)) - set(counters)
+        vanished = per_community(
+            max(self.counted.get(uid, ("", 0.0)), finals.get(uid, ("", 0.0)), key=_used)
+            for uid in gone
+        )
         new = pool_usage(
             spec,
             pool_status,
@@ -652,10 +613,11 @@ class PoolLoop:
             pending,
             pv.half_life_s,
             now,
+            used=per_community(counters.values()),
+            vanished=vanished,
         )
         backend_ok = self.backend is not None
         new["conditions"] = [
-            *[c for c in pool_status.get("conditions") or [] if c.get("type") != "BackendReady"],
             condition(
                 pool_status,
                 "BackendReady",
@@ -673,20 +635,20 @@ class PoolLoop:
             found = [c for c in status.get("conditions") or [] if c.get("type") == "BackendReady"]
             return [(c.get("status"), c.get("message")) for c in found]
 
-        conditions_changed = backend_ready(new) != backend_ready(pool_status)
+        conditions_changed = backend_ready(new) != backend_ready(previous)
         if not conditions_changed and not pool_usage_changed(previous, new, LEDGER_FLUSH_S):
             return
         try:
-            # the conditions list is shared with the pool daemon: send ours only when it changed
-            to_send = (
-                new if conditions_changed else {k: v for k, v in new.items() if k != "conditions"}
-            )
-            self.writer.patch_pool(self.pool, to_send)
+            self.writer.apply_pool(self.pool, new)
             self.pool_written = new
         except Exception as err:
             log.warning("pool %s: writing its status failed: %s", self.pool, err)
             metrics.record_reconcile_error(self.pool, "write")
             return
+        self.counted = counters
+        with self.finals_lock:
+            for uid in gone:
+                self.finals.pop(uid, None)
         before = {c.get("name"): c for c in pool_status.get("communities") or []}
         for row in new["communities"]:
             was = float(before.get(row["name"], {}).get("gpuSecondsConsumed") or 0.0)
@@ -712,8 +674,8 @@ class PoolLoop:
         for v in views.values():
             if v.phase == Phase.QUEUED.value:
                 since = parse_time((v.status.get("waiting") or {}).get("since"))
-                wait = (now - since).total_seconds() if since else 0.0
-                queues.setdefault(v.community, []).append(wait)
+                wait_s = (now - since).total_seconds() if since else 0.0
+                queues.setdefault(v.community, []).append(wait_s)
         for c in spec_names(status):
             waits = queues.get(c, [])
             metrics.record_queue(self.pool, c, len(waits), max(waits, default=0.0))
@@ -723,10 +685,5 @@ def spec_names(status: Mapping[str, Any]) -> list[str]:
     return [str(c["name"]) for c in status.get("communities") or []]
 
 
-def _answers(endpoint: str) -> bool:
-    """The endpoint answers an HTTP GET with 200."""
-    try:
-        with urllib.request.urlopen(endpoint, timeout=5) as response:
-            return int(response.status) == 200
-    except OSError:
-        return False
+def _used(counter: tuple[str, float]) -> float:
+    return counter[1]

@@ -569,6 +569,34 @@ def held_gpus(views: Iterable[ModelView]) -> dict[str, int]:
     return out
 
 
+def models_used(bodies: Iterable[Mapping[str, Any]]) -> dict[str, tuple[str, float]]:
+    """Each model's GPU-seconds counter as stored, by uid: ``(community, gpuSecondsUsed)``.
+
+    Models being deleted are included (their counters count until they are retired).
+    """
+    out: dict[str, tuple[str, float]] = {}
+    for body in bodies:
+        meta = body.get("metadata") or {}
+        status = body.get("status") or {}
+        community = (
+            status.get("community")
+            or (body.get("spec") or {}).get("community")
+            or meta.get("namespace")
+        )
+        out[str(meta.get("uid") or "")] = (
+            str(community or ""),
+            float(status.get("gpuSecondsUsed") or 0.0),
+        )
+    return out
+
+
+def per_community(counters: Iterable[tuple[str, float]]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for community, used in counters:
+        out[community] = out.get(community, 0.0) + used
+    return out
+
+
 def pool_usage(
     spec: ComputePoolSpec,
     previous: Mapping[str, Any],
@@ -578,12 +606,20 @@ def pool_usage(
     pending: Mapping[str, int],
     half_life_s: float,
     now: datetime,
+    *,
+    used: Mapping[str, float],
+    vanished: Mapping[str, float],
 ) -> dict[str, Any]:
     """The pool's ``communities``, ``allocatedGPUs`` and ``usageUpdatedAt`` (the loop's part).
 
-    Usage accrues at the GPUs each community held as last written (a change is written at
-    once), decayed with the usage half-life; contribution accrues at what each crediting
-    owner lent (``members[].availableGPUs``), split evenly among the communities it credits.
+    One integration: a community's ``gpuSecondsConsumed`` is the sum of its models' own
+    counters (``used``: ``gpuSecondsUsed`` of the models that exist) plus
+    ``gpuSecondsRetired``, the counters of its models that no longer exist (``vanished``:
+    the counters of models gone since the last write). It never decreases: a model that
+    vanished unseen (between a write and a restart) is retired at its last counted value.
+    Usage (decayed with the usage half-life) accrues what consumption grew by since the last
+    write; contribution accrues at what each crediting owner lent
+    (``members[].availableGPUs``), split evenly among the communities it credits.
     """
     last = parse_time(previous.get("usageUpdatedAt"))
     elapsed = (now - last).total_seconds() if last else 0.0
@@ -599,8 +635,10 @@ def pool_usage(
     rows = []
     for c in spec.communities:
         row = stored.get(c.name, {})
-        was_held = int(row.get("allocatedGPUs") or 0)
-        used = was_held * elapsed
+        was = float(row.get("gpuSecondsConsumed") or 0.0)
+        live = used.get(c.name, 0.0)
+        retired = float(row.get("gpuSecondsRetired") or 0.0) + vanished.get(c.name, 0.0)
+        consumed = max(was, retired + live)
         entitled = decisions.entitlements.get(c.name, 0.0) if decisions else None
         rows.append(
             {
@@ -611,9 +649,13 @@ def pool_usage(
                 "allocatedGPUs": int(held.get(c.name, 0)),
                 "allocatedUnits": round(held_units.get(c.name, 0.0), 4),
                 "pendingGPUs": int(pending.get(c.name, 0)),
-                "gpuSecondsConsumed": round(float(row.get("gpuSecondsConsumed") or 0) + used, 3),
+                "gpuSecondsConsumed": round(consumed, 3),
+                "gpuSecondsRetired": round(consumed - live, 3),
                 "usageGPUSeconds": round(
-                    accrue(float(row.get("usageGPUSeconds") or 0), used, elapsed, half_life_s), 3
+                    accrue(
+                        float(row.get("usageGPUSeconds") or 0), consumed - was, elapsed, half_life_s
+                    ),
+                    3,
                 ),
                 "contributionGPUSeconds": round(
                     accrue(
@@ -633,11 +675,13 @@ def pool_usage(
     }
 
 
-LEDGER_KEYS = ("gpuSecondsConsumed", "usageGPUSeconds", "contributionGPUSeconds")
+#: figures that accrue with time alone: a change in them only is written every ``flush_s``
+LEDGER_KEYS = ("usageGPUSeconds", "contributionGPUSeconds")
 
 
 def pool_usage_changed(old: Mapping[str, Any], new: Mapping[str, Any], flush_s: float) -> bool:
-    """Write when anything but the ledger figures changed, or the ledger is ``flush_s`` old."""
+    """Write when anything but the time-driven figures changed (the consumption follows the
+    models' counters at once), or those figures are ``flush_s`` old."""
 
     def strip(status: Mapping[str, Any]) -> Any:
         return (

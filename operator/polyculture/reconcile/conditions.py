@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
@@ -14,10 +15,20 @@ def format_time(when: datetime) -> str:
 
 
 def parse_time(text: str | None) -> datetime | None:
-    if not text:
+    """A time as :func:`format_time` writes it (``2026-05-01T12:00:00Z``), else None."""
+    if not text or not isinstance(text, str):
+        return None
+    return _parse_time(text)
+
+
+@lru_cache(maxsize=65536)
+def _parse_time(text: str) -> datetime | None:
+    # the loop reads thousands of stamps per step: fromisoformat is ~20 times faster than
+    # strptime, and the length and the separators keep it to exactly TIME_FORMAT
+    if len(text) != 20 or text[10] != "T" or text[19] != "Z":
         return None
     try:
-        return datetime.strptime(text, TIME_FORMAT).replace(tzinfo=UTC)
+        return datetime.fromisoformat(text[:19]).replace(tzinfo=UTC)
     except ValueError:
         return None
 

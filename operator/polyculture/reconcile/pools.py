@@ -217,6 +217,7 @@ def _without_ledger(status: Mapping[str, Any]) -> dict[str, Any]:
 
 
 VALID = "Valid"
+OVERCOMMITTED = "Overcommitted"
 
 
 def valid_condition(
@@ -226,17 +227,42 @@ def valid_condition(
     return condition(previous, VALID, "True", "Accepted", "the spec is valid", now, generation)
 
 
+#: condition types the pool daemon writes (the admission loop writes ``BackendReady``)
+OWN_CONDITIONS = ("Ready", "Degraded", VALID, OVERCOMMITTED)
+#: the status fields the pool daemon writes, conditions aside
+OWN_FIELDS = (
+    "observedGeneration",
+    "totalGPUs",
+    "totalUnits",
+    "ownerCount",
+    "communityCount",
+    "unhealthyGPUs",
+    "capacity",
+    "largestNodeGPUs",
+    "members",
+    "conflicts",
+    "ledgerUpdatedAt",
+)
+
+
+def own_status(status: Mapping[str, Any]) -> dict[str, Any]:
+    """The pool daemon's part of a pool status: its fields and its condition types."""
+    out = {k: status[k] for k in OWN_FIELDS if k in status}
+    out["conditions"] = [
+        dict(c) for c in status.get("conditions") or [] if c.get("type") in OWN_CONDITIONS
+    ]
+    return out
+
+
 def invalid_status(
     previous: Mapping[str, Any], reason: str, message: str, now: datetime, generation: int | None
 ) -> dict[str, Any]:
-    """The status patch of a pool that cannot be used: ``Valid=False`` with the reason and the
-    fields at fault; every other part of the status stays as it was."""
-    kept = [c for c in previous.get("conditions") or [] if c.get("type") != VALID]
+    """The pool daemon's part of the status of a pool that cannot be used: ``Valid=False``
+    with the reason and the fields at fault; everything else it wrote stays as it was."""
+    own = own_status(previous)
+    kept = [c for c in own["conditions"] if c.get("type") != VALID]
     invalid = condition(previous, VALID, "False", reason, message, now, generation)
-    return {"observedGeneration": generation, "conditions": [*kept, invalid]}
-
-
-OVERCOMMITTED = "Overcommitted"
+    return {**own, "observedGeneration": generation, "conditions": [*kept, invalid]}
 
 
 def potential_units(spec: ComputePoolSpec, inv: PoolInventory) -> float:

@@ -9,6 +9,7 @@ kept for credited communities); the users' ledger (per model, per owner, per com
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -340,15 +341,69 @@ def test_pool_usage_accrues_consumption_usage_and_contribution() -> None:
             },
         ],
     }
-    out = pool_usage(spec, previous, None, {"yoruba": 4}, {"yoruba": 1.0}, {"marine": 2}, 10.0, NOW)
+    out = pool_usage(
+        spec,
+        previous,
+        None,
+        {"yoruba": 4},
+        {"yoruba": 1.0},
+        {"marine": 2},
+        10.0,
+        NOW,
+        used={"yoruba": 25.0},
+        vanished={},
+    )
     rows = {r["name"]: r for r in out["communities"]}
     assert out["allocatedGPUs"] == 4
-    assert rows["yoruba"]["gpuSecondsConsumed"] == 25.0  # 2 GPUs held for 10 s
-    assert rows["yoruba"]["usageGPUSeconds"] == 40.0  # 40 halved, plus 20
+    assert rows["yoruba"]["gpuSecondsConsumed"] == 25.0  # the models' counters
+    assert rows["yoruba"]["usageGPUSeconds"] == 40.0  # 40 halved, plus the 20 consumed since
     assert rows["yoruba"]["contributionGPUSeconds"] == 40.0  # coop lent 4 GPUs for 10 s
     assert rows["sign"]["contributionGPUSeconds"] == 80.0
     assert rows["marine"]["pendingGPUs"] == 2
     assert (rows["yoruba"]["allocatedGPUs"], rows["yoruba"]["allocatedUnits"]) == (4, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("stored", "used", "vanished", "want_consumed", "want_retired"),
+    [
+        pytest.param((10.0, 0.0), 12.5, 0.0, 12.5, 0.0, id="the sum of the models' counters"),
+        pytest.param(
+            (10.0, 0.0), 4.0, 6.0, 10.0, 6.0, id="a deleted model's counter is retired, not lost"
+        ),
+        pytest.param((10.0, 6.0), 7.0, 0.0, 13.0, 6.0, id="retired counters stay after a restart"),
+        pytest.param(
+            (10.0, 0.0), 3.0, 0.0, 10.0, 7.0, id="never decreases: a model gone unseen is retired"
+        ),
+    ],
+)
+def test_community_consumption_is_one_integration_of_the_models_counters(
+    stored: tuple[float, float],
+    used: float,
+    vanished: float,
+    want_consumed: float,
+    want_retired: float,
+) -> None:
+    previous = {
+        "usageUpdatedAt": format_time(NOW),
+        "communities": [
+            {"name": "yoruba", "gpuSecondsConsumed": stored[0], "gpuSecondsRetired": stored[1]}
+        ],
+    }
+    out = pool_usage(
+        pool_spec(),
+        previous,
+        None,
+        {},
+        {},
+        {},
+        math.inf,
+        NOW,
+        used={"yoruba": used},
+        vanished={"yoruba": vanished},
+    )
+    row = {r["name"]: r for r in out["communities"]}["yoruba"]
+    assert (row["gpuSecondsConsumed"], row["gpuSecondsRetired"]) == (want_consumed, want_retired)
+    assert row["usageGPUSeconds"] == want_consumed - stored[0]
 
 
 def test_failures_are_counted_preemptions_are_not() -> None:
