@@ -24,7 +24,7 @@ from polyculture.scheduling import reasons
 from polyculture.scheduling.capacity import index_pool
 from polyculture.scheduling.consolidation import consolidate, movable_by_node
 from polyculture.scheduling.entitlement import EPSILON
-from polyculture.scheduling.ordering import community_key, workload_order
+from polyculture.scheduling.ordering import community_key, delay_left, workload_order
 from polyculture.scheduling.placement import fitting_shapes, place
 from polyculture.scheduling.preemption import (
     Live,
@@ -92,11 +92,12 @@ class _Cycle:
         #: the same candidates per community id (built with ``_victims_on_node``)
         self._by_community: list[list[Live]] = [[] for _ in self.communities]
         self._lowest_priority = 0
-        #: movable workloads per node and their count per shape (consolidation)
-        self.on_node, self.movable_per_shape = movable_by_node(
-            self.live, shape_of, self.policy, now
-        )
         self.shares = Shares(self.communities, self._queue_pending(), pool.capacity, self.policy)
+        #: movable workloads per node and their count per shape (consolidation): only of
+        #: communities above their nominal share (DESIGN.md, "Consolidation")
+        above = self.shares.above_nominal(self.alloc)
+        lives = [live for live in self.live if live.community >= 0 and above[live.community]]
+        self.on_node, self.movable_per_shape = movable_by_node(lives, shape_of, self.policy, now)
         # aliases of the lists ``shares`` updates in place
         self.entitled, self.floors = self.shares.entitled, self.shares.floors
         self.caps, self.guaranteed = self.shares.caps, self.shares.guaranteed
@@ -171,14 +172,6 @@ class _Cycle:
             q.sort(key=lambda entry: workload_order(entry[0]))
         return demand
 
-    def _delay_left(self, w: Workload) -> float:
-        """Seconds ``w`` still waits before it may preempt or move others (0: it may)."""
-        since = w.created if w.waiting_since is None else w.waiting_since
-        return max(0.0, since + self.policy.preemption_delay_s - self.snapshot.now)
-
-    def _patient(self, w: Workload) -> bool:
-        return self.policy.preemption_delay_s <= 0 or self._delay_left(w) <= 0
-
     def _fit(self, w: Workload) -> tuple[list[int], _Why | None]:
         """``placement.fitting_shapes``, once per kind of workload."""
         key = (w.gpu_class, w.min_gpu_memory_mib, w.workers, w.gpus_per_worker)
@@ -246,11 +239,13 @@ class _Cycle:
         capped = self._admit_on_free(w, c, fitting)
         if capped is None:
             return None
-        # restarting others is for workloads that waited long enough (preemption delay)
-        patient = self._patient(w)
+        # restarting others is for workloads that waited long enough (preemption delay),
+        # or that take back GPUs within their community's nominal share at once
+        left = delay_left(w, self.policy, self.snapshot.now)
+        patient = left <= 0 or self.shares.within_nominal(c, allocated + cheapest)
         if patient and self._restart_others(w, c, fitting):
             return None
-        return self._why_waiting(w, c, fitting, capped, patient)
+        return self._why_waiting(w, c, fitting, capped, 0.0 if patient else left)
 
     def _admit_on_free(self, w: Workload, c: int, fitting: list[int]) -> float | None:
         """Admit ``w`` on free GPUs of the cheapest shape that holds it within the cap (None);
@@ -282,7 +277,7 @@ class _Cycle:
         )
 
     def _why_waiting(
-        self, w: Workload, c: int, fitting: list[int], capped: float, patient: bool
+        self, w: Workload, c: int, fitting: list[int], capped: float, left: float
     ) -> _Why:
         """The first reason that applies (``DESIGN.md``, "Passes and waiting reasons")."""
         self.shares.refresh()
@@ -298,7 +293,6 @@ class _Cycle:
         if allocated + cheapest > entitled + EPSILON:
             return (reasons.over_share, (allocated, entitled, cheapest))
         s = fitting[0]
-        left = 0.0 if patient else self._delay_left(w)
         return (
             reasons.pool_exhausted,
             (n, g, shapes[s].gpu_class, index.free_total[s], self.policy.preemption, left),

@@ -5,14 +5,15 @@ a total order. Across communities, a heap keyed by the share ratio ``allocated /
 (the community furthest below its entitlement first), then decayed usage (less first,
 Slurm style), then the head's priority and age, then the community's rank by name. The
 community is pushed back with its new ratio after every attempt, so a cycle interleaves
-communities and admits as many workloads as fit.
+communities and admits as many workloads as fit. A workload may preempt or move others
+only once it waited the preemption delay (:func:`delay_left`).
 """
 
 from __future__ import annotations
 
 import math
 
-from polyculture.scheduling.snapshot import Workload
+from polyculture.scheduling.snapshot import Policy, Workload
 
 #: heap entry: (share ratio, usage, -priority, created, community rank)
 CommunityKey = tuple[float, float, int, float, int]
@@ -35,3 +36,12 @@ def community_key(
 ) -> CommunityKey:
     """Heap key of a community whose next workload is ``head`` (smallest goes first)."""
     return (share_ratio(allocated, entitled), usage, -head.priority, head.created, rank)
+
+
+def delay_left(w: Workload, policy: Policy, now: float) -> float:
+    """Seconds ``w`` still waits before it may preempt or move others (0: it may): the
+    preemption delay counts from ``waiting_since`` (requeued), else from ``created``."""
+    if policy.preemption_delay_s <= 0:
+        return 0.0
+    since = w.created if w.waiting_since is None else w.waiting_since
+    return max(0.0, since + policy.preemption_delay_s - now)

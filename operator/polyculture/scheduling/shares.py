@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from polyculture.scheduling.entitlement import EPSILON, entitlements, weights
+from polyculture.scheduling.entitlement import EPSILON, Claim, entitlements, water_fill, weights
 from polyculture.scheduling.snapshot import Community, Policy
 
 
@@ -38,6 +38,15 @@ class Shares:
         self.entitled = self._compute()
         self.floors = [min(g, e) for g, e in zip(self.guaranteed, self.entitled, strict=True)]
         self.stale = False
+        self.nominal = nominal_shares(self.weights, self.guaranteed, self.caps, capacity)
+
+    def within_nominal(self, c: int, units: float) -> bool:
+        """Whether community ``c`` holding ``units`` stays within its nominal share."""
+        return units <= self.nominal[c] + EPSILON
+
+    def above_nominal(self, alloc: Sequence[float]) -> list[bool]:
+        """Per community: whether it holds (``alloc``) more than its nominal share."""
+        return [a > n + EPSILON for a, n in zip(alloc, self.nominal, strict=True)]
 
     def _compute(self) -> list[float]:
         names = [c.name for c in self.communities]
@@ -74,3 +83,16 @@ class Shares:
         self.stale = False
         self.entitled[:] = self._compute()
         self.floors[:] = [min(g, e) for g, e in zip(self.guaranteed, self.entitled, strict=True)]
+
+
+def nominal_shares(
+    weights: Sequence[float], guaranteed: Sequence[float], caps: Sequence[float], capacity: float
+) -> list[float]:
+    """Each community's *nominal share*: its entitlement if every community demanded the
+    whole pool — its weighted slice of the capacity, at least its guarantee, at most its cap
+    (``DESIGN.md``, "Reclaim within the nominal share"). It does not depend on demand."""
+    claims = [
+        Claim(w, min(g, cap), min(cap, capacity))
+        for w, g, cap in zip(weights, guaranteed, caps, strict=True)
+    ]
+    return water_fill(max(capacity, 0.0), claims)

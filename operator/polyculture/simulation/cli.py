@@ -219,7 +219,7 @@ def run(trace: Trace, args: argparse.Namespace) -> tuple[dict[str, object], dict
         elapsed[name] = time.perf_counter() - began
     measured = {
         name: {
-            **metrics.summary(result, results["partition"], trace.config),
+            **metrics.summary(result, results["partition"], trace.config, args.grace),
             "elapsed_s": round(elapsed[name], 2),
         }
         for name, result in results.items()
@@ -295,6 +295,7 @@ _SHOWN = (
     ("utilization_contended", "{:.3f}"),
     ("jain_contended", "{:.3f}"),
     ("sharing_incentive_fraction", "{:.3f}"),
+    ("sharing_incentive_grace_fraction", "{:.3f}"),
     ("wait_p50_s", "{:.0f}"),
     ("wait_p95_s", "{:.0f}"),
     ("wait_mean_s", "{:.0f}"),

@@ -641,7 +641,8 @@ CASES = [
         "a workload preempts only once it waited the preemption delay",
         snapshot()
         .nodes(two_nodes())
-        .communities("x", "y")
+        # z asks for nothing: x is entitled to 8 GPUs, its nominal share is 16 / 3
+        .communities("x", "y", "z")
         .now(1000)
         .running(
             workload("y/a", "y").gpus(8).running("n-0", started=10),
@@ -658,6 +659,23 @@ CASES = [
         want_preempted={"y/b": "FairShare"},
         want_waiting={"x/u": "PoolExhausted"},
         want_messages={"x/u": "may preempt in 200 s (preemption delay)"},
+    ),
+    Case(
+        "within its nominal share a workload takes GPUs back without the preemption delay",
+        snapshot()
+        .nodes(two_nodes())
+        # two communities: x's nominal share is 8 GPUs, as on a private half of the pool
+        .communities("x", "y")
+        .now(1000)
+        .running(
+            workload("y/a", "y").gpus(8).running("n-0", started=10),
+            workload("y/b", "y").gpus(8).running("n-1", started=20),
+        )
+        .pending(workload("x/t", "x").gpus(8).created(990).obj())
+        .policy(preemption_delay_s=300)
+        .obj(),
+        want_admitted={"x/t": ("n-1",)},
+        want_preempted={"y/b": "FairShare"},
     ),
     Case(
         "a community borrowing beyond its entitlement can lose a whole gang to one within it",
@@ -882,7 +900,8 @@ CASES = [
         "consolidation moves a small workload to clear a node for a fragmented gang",
         snapshot()
         .nodes(two_nodes())
-        .communities("x", "y")
+        # z asks for nothing: y's 8 GPUs are above its nominal share of 16 / 3
+        .communities("x", "y", "z")
         .running(
             workload("y/a", "y").gpus(4).running("n-0"), workload("y/b", "y").gpus(4).running("n-1")
         )
@@ -894,10 +913,25 @@ CASES = [
         want_moved={"y/b": ("n-0",)},
     ),
     Case(
+        "consolidation never moves a workload of a community within its nominal share",
+        snapshot()
+        .nodes(two_nodes())
+        # two communities: y's 8 GPUs are its nominal share, as on a private half of the pool
+        .communities("x", "y")
+        .running(
+            workload("y/a", "y").gpus(4).running("n-0"), workload("y/b", "y").gpus(4).running("n-1")
+        )
+        .pending(workload("x/t", "x").gpus(8).obj())
+        .policy(preemption=False, consolidation=True)
+        .obj(),
+        want_waiting={"x/t": "Fragmented"},
+    ),
+    Case(
         "consolidation never moves a serving workload",
         snapshot()
         .nodes(two_nodes())
-        .communities("x", "y")
+        # z asks for nothing: y's 8 GPUs are above its nominal share of 16 / 3
+        .communities("x", "y", "z")
         .running(
             workload("y/a", "y").gpus(4).serving().running("n-0"),
             workload("y/b", "y").gpus(4).serving().running("n-1"),
@@ -911,7 +945,8 @@ CASES = [
         "consolidation moves no more GPUs than the gang starts",
         snapshot()
         .nodes(two_nodes())
-        .communities("x", "y")
+        # z asks for nothing: y's 8 GPUs are above its nominal share of 16 / 3
+        .communities("x", "y", "z")
         .running(
             workload("y/a", "y").gpus(7).running("n-0"), workload("y/b", "y").gpus(7).running("n-1")
         )
@@ -924,7 +959,8 @@ CASES = [
         "a young workload is not moved before its minimum runtime",
         snapshot()
         .nodes(two_nodes())
-        .communities("x", "y")
+        # z asks for nothing: y's 8 GPUs are above its nominal share of 16 / 3
+        .communities("x", "y", "z")
         .now(100)
         .running(
             workload("y/a", "y").gpus(4).running("n-0", started=90),

@@ -20,6 +20,7 @@ KEYS = {
     "utilization_contended",
     "jain_contended",
     "sharing_incentive_fraction",
+    "sharing_incentive_grace_fraction",
     "wait_p50_s",
     "wait_p95_s",
     "preemptions",
@@ -68,10 +69,14 @@ def test_json_report_holds_the_promised_keys_for_the_policy_and_each_baseline(
     fifo = report["baselines"]["fifo"]
     assert fifo["per_community"]["y"]["wait_mean_s"] == 3000
     assert (fifo["max_restarts"], fifo["gpu_time_lost_fraction"]) == (0, 0)
-    # at the default preemption delay y preempts only once it waited 600 s
+    # at the default preemption delay too: y's 2 GPUs are within its nominal share (4 of 8),
+    # which it takes back at once
     assert main(argv) == 0
     delayed = json.loads(capsys.readouterr().out)
-    assert delayed["per_community"]["y"]["wait_mean_s"] == 600 + 120
+    assert delayed["per_community"]["y"]["wait_mean_s"] == 120
+    # on its private slice y never waits: worse off by the grace period, no more
+    assert delayed["per_community"]["y"]["no_worse_than_partition"] is False
+    assert delayed["per_community"]["y"]["no_worse_within_grace"] is True
 
 
 def test_a_checkpoint_keeps_the_work_before_it(

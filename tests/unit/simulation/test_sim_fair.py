@@ -149,7 +149,10 @@ SCATTERED = (
 def test_consolidation_moves_a_job_to_clear_a_node_for_a_gang(consolidation: bool) -> None:
     nodes = build_pool(8, node_gpus=4)
     policy = FairPolicy(nodes, {}, preemption=False, consolidation=consolidation)
-    result = replay(trace_of(*SCATTERED), nodes, policy, node_gpus=4, restart_cost_s=5)
+    # z comes last: with three communities x's 4 GPUs are above its nominal share (8 / 3),
+    # so its jobs may be moved
+    trace = trace_of(*SCATTERED, ("z", 200.0, 1.0, 1))
+    result = replay(trace, nodes, policy, node_gpus=4, restart_cost_s=5)
     scattered = [j for j in result.jobs if j.job.key in ("j1", "j2")]
     assert {j.placement for j in scattered} != {scattered[0].placement}  # one on each node
     if not consolidation:

@@ -154,6 +154,30 @@ def test_sharing_incentive_compares_mean_waits_with_the_partition() -> None:
     assert fraction == pytest.approx(2 / 3)
 
 
+def test_sharing_incentive_within_grace_tolerates_one_grace_period_only() -> None:
+    shared = replay_of(TIMELINE, 4, {"x": [5, 5], "y": [10], "z": [3]})
+    private = replay_of(TIMELINE, 4, {"x": [0, 0], "y": [9], "z": [0]})
+    assert metrics.sharing_incentive(shared, private)[0] == 0.0
+    # x: 5 <= 0 + 5 yes; y: 10 <= 9 + 5 yes; z: 3 <= 0 + 5 yes
+    assert metrics.sharing_incentive(shared, private, 5.0) == (
+        1.0,
+        {"x": True, "y": True, "z": True},
+    )
+    # x: 5 > 0 + 4 no; y: 10 <= 13 yes; z: 3 <= 4 yes
+    fraction, verdict = metrics.sharing_incentive(shared, private, 4.0)
+    assert verdict == {"x": False, "y": True, "z": True}
+    assert fraction == pytest.approx(2 / 3)
+    # the summary reports both fractions (two communities, as the timeline has)
+    shared = replay_of(TIMELINE, 4, {"x": [5, 5], "y": [10]})
+    private = replay_of(TIMELINE, 4, {"x": [0, 0], "y": [9]})
+    entry = metrics.summary(shared, private, {}, 4.0)
+    assert entry["sharing_incentive_fraction"] == 0.0
+    assert entry["sharing_incentive_grace_fraction"] == 0.5
+    per = entry["per_community"]
+    assert isinstance(per, dict)
+    assert [per[n]["no_worse_within_grace"] for n in "xy"] == [False, True]
+
+
 def test_a_job_the_partition_cannot_run_counts_as_never_served_there() -> None:
     shared = replay_of(TIMELINE, 4, {"x": [0, 30]})
     # x-1 was too large for x's slice: waited from 0 to the end of the replay (40 s)
