@@ -41,6 +41,7 @@ class FreeIndex:
         "count",
         "free",
         "free_total",
+        "journal",
         "obuckets",
         "opos",
         "owner_of",
@@ -68,6 +69,8 @@ class FreeIndex:
         self.free_total = [0] * len(shapes)
         #: bumped on every change, so that memoised failures know when they are stale
         self.version = 0
+        #: when a list, every move is appended to it as (node, new free GPUs): see :meth:`replay`
+        self.journal: list[tuple[int, int]] | None = None
 
     def add(self, node: int, free: int) -> None:
         """Register an available node with ``free`` GPUs (once per node)."""
@@ -118,6 +121,13 @@ class FreeIndex:
         self.free_total[s] += new - old
         self.free[node] = new
         self.version += 1
+        if self.journal is not None:
+            self.journal.append((node, new))
+
+    def replay(self, moves: list[tuple[int, int]]) -> None:
+        """Make again the ``moves`` a journal recorded, in order (free GPUs, buckets, version)."""
+        for node, new in moves:
+            self._move(node, new)
 
     def take(self, node: int, gpus: int) -> None:
         """Allocate ``gpus`` on ``node``; the caller has checked that they are free."""

@@ -29,6 +29,7 @@ from polyculture.scheduling.placement import fitting_shapes, place
 from polyculture.scheduling.preemption import (
     Live,
     Rule,
+    Search,
     candidates_by_shape,
     find_block_victims,
     find_victims,
@@ -56,6 +57,9 @@ CONSOLIDATION = "Consolidation"
 _Why = reasons.Why
 #: a queued workload with the shapes that could ever hold it (cheapest first) or why none can
 _Entry = tuple[Workload, list[int], _Why | None]
+_Moves = list[tuple[int, int]]
+#: see ``_Cycle._failures``
+_Failure = tuple[tuple[int, int], int, _Moves, _Moves | None, set[int]]
 
 
 def schedule(snapshot: Snapshot) -> Decisions:
@@ -111,6 +115,11 @@ class _Cycle:
         self._memo: dict[tuple[int, int, bool], tuple[int, int]] = {}
         #: the same for consolidation
         self._move_memo: dict[tuple[int, int], tuple[int, int]] = {}
+        #: (shape, GPUs per worker, strict rule?) -> (decisions made so far, fewest workers
+        #: that failed, the index moves of the failed search's greedy pass and of its
+        #: one-victim pass (None if it did not run), the communities it could not take
+        #: victims from): see _replay_failure
+        self._failures: dict[tuple[int, int, bool], _Failure] = {}
 
     def _index_communities(self) -> None:
         """Communities ranked by name (the last tie-breaker of the order), first of a name."""
@@ -317,36 +326,88 @@ class _Cycle:
         memo = self._memo.get((s, g, strict))
         if memo is not None and memo[0] == self.index.version and memo[1] <= n:
             return False
-        rule = Rule(self.alloc, self.entitled, keep, self.guaranteed)
-        victims = find_victims(
-            self.index, s, n, g, preemptor=c, candidates=self.candidates[s], rule=rule
-        )
-        if victims is None and g > 1:
-            # the surplus ran out before a whole block was free: clear the nodes that
-            # cost least instead (defragmenting preemption)
-            on_node = self.victims_on_node()
-            victims = find_block_victims(
-                self.index,
-                s,
-                n,
-                g,
-                preemptor=c,
-                on_node=on_node,
-                rule=rule,
-                lowest_priority=self._lowest_priority,
-                by_community=self._by_community,
-            )
+        if self._replay_failure(c, s, n, g, strict):
+            return False
+        token = (len(self.admissions), len(self.preemptions))
+        journal: list[tuple[int, int]] = []
+        self.index.journal = journal
+        report = Search()
+        victims, replayable = self._search_victims(c, s, n, g, keep, strict, report)
+        self.index.journal = None
         if victims is None and strict and self.policy.consolidation and self.movable_per_shape[s]:
             # no node can be cleared alone: preempt, then move small workloads together
+            replayable = False
             victims = self._preempt_and_move(w, c, s, units)
             if victims is not None:
                 self._record_victims(w, victims)
                 return True
         if victims is None:
             self._memo[(s, g, strict)] = (self.index.version, n)
+            if replayable:
+                greedy = journal[: report.greedy_moves]
+                single = journal[report.greedy_moves :] if report.skipped - {c} else None
+                self._failures[(s, g, strict)] = (token, n, greedy, single, report.skipped)
             return False
         self._record_victims(w, victims)
         self._admit(w, c, s, units)
+        return True
+
+    def _search_victims(
+        self, c: int, s: int, n: int, g: int, keep: list[float], strict: bool, report: Search
+    ) -> tuple[list[Live] | None, bool]:
+        """Victims on shape ``s`` for ``n`` × ``g`` GPUs of community ``c`` (greedy, then node
+        by node), or None; and whether a failure is replayable: its moves (recorded in the
+        index's journal) depend on the pool's contents only, not on the order of its buckets
+        (the node-by-node search found no node to clear, so it moved nothing)."""
+        rule = Rule(self.alloc, self.entitled, keep, self.guaranteed)
+        victims = find_victims(
+            self.index,
+            s,
+            n,
+            g,
+            preemptor=c,
+            candidates=self.candidates[s],
+            rule=rule,
+            report=report,
+        )
+        if victims is not None or g <= 1:
+            return victims, True
+        # the surplus ran out before a whole block was free: clear the nodes that
+        # cost least instead (defragmenting preemption)
+        journal = self.index.journal
+        moved = -1 if journal is None else len(journal)
+        victims = find_block_victims(
+            self.index,
+            s,
+            n,
+            g,
+            preemptor=c,
+            on_node=self.victims_on_node(),
+            rule=rule,
+            lowest_priority=self._lowest_priority,
+            by_community=self._by_community,
+        )
+        return victims, journal is not None and len(journal) == moved
+
+    def _replay_failure(self, c: int, s: int, n: int, g: int, strict: bool) -> bool:
+        """Whether a search for ``g`` GPUs per worker on shape ``s`` under the same rule failed
+        since the last decision, for at most ``n`` workers, with replayable moves. Then the
+        search for community ``c`` fails too, and its moves are made again as it would make
+        them: neither preemptor may give a victim (both are within their entitlement), so
+        only whether the one-victim pass runs depends on which one asks (``Search``)."""
+        failed = self._failures.get((s, g, strict))
+        if failed is None or failed[0] != (len(self.admissions), len(self.preemptions)):
+            return False
+        _, fewest, greedy, single, skipped = failed
+        if fewest > n:
+            return False
+        starved = bool(skipped - {c})
+        if starved and single is None:
+            return False  # the search that failed did not run its one-victim pass
+        self.index.replay(greedy)
+        if starved and single is not None:
+            self.index.replay(single)
+        self._memo[(s, g, strict)] = (self.index.version, n)
         return True
 
     def _record_victims(self, w: Workload, victims: list[Live]) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from polyculture.scheduling.capacity import FreeIndex
 from polyculture.scheduling.entitlement import EPSILON
@@ -147,6 +147,17 @@ def put_back(
     return needed
 
 
+@dataclass(slots=True)
+class Search:
+    """What a :func:`find_victims` that failed saw: the communities whose candidates it could
+    not take (the preemptor's own included), and how many index moves its greedy pass made
+    (its victims freed and given back); the moves after those are its one-victim pass, which
+    runs only when ``skipped`` holds a community other than the preemptor."""
+
+    skipped: set[int] = field(default_factory=set)
+    greedy_moves: int = 0
+
+
 def find_victims(
     index: FreeIndex,
     shape: int,
@@ -156,12 +167,14 @@ def find_victims(
     preemptor: int,
     candidates: list[Live],
     rule: Rule,
+    report: Search | None = None,
 ) -> list[Live] | None:
     """Victims whose removal lets the gang fit on ``shape``, or None.
 
     On success the victims' GPUs are already freed in ``index`` and their units taken off
     ``alloc`` (the caller marks them preempted); on failure both are as they were.
     ``candidates`` are in :func:`victim_order` and already filtered by minimum runtime.
+    ``report``, if given, is filled in as the search goes (see :class:`Search`).
     """
     alloc, entitled, keep, guaranteed = rule.alloc, rule.entitled, rule.keep, rule.guaranteed
     taken: list[Live] = []
@@ -170,6 +183,8 @@ def find_victims(
     for live in candidates:
         v = live.community
         if live.preempted or v == preemptor or v < 0:
+            if report is not None and v == preemptor and not live.preempted:
+                report.skipped.add(v)
             continue
         # givable, inlined: this loop is the hot part of preemption
         left = alloc[v] - live.units
@@ -179,6 +194,8 @@ def find_victims(
             or (live.serving and left < guaranteed[v] - EPSILON)
         ):
             starved = True
+            if report is not None:
+                report.skipped.add(v)
             continue
         release(index, live, alloc)
         taken.append(live)
@@ -189,17 +206,33 @@ def find_victims(
         return put_back(index, taken, alloc, lambda: index.slots(shape, gpus_per_worker) >= workers)
     for live in reversed(taken):
         restore(index, live, alloc)
+    if report is not None:
+        report.greedy_moves = 2 * sum(len(live.nodes) for live in taken)
     if not starved:
         return None
+    return _one_victim(index, shape, workers, gpus_per_worker, preemptor, candidates, rule)
+
+
+def _one_victim(
+    index: FreeIndex,
+    shape: int,
+    workers: int,
+    gpus_per_worker: int,
+    preemptor: int,
+    candidates: list[Live],
+    rule: Rule,
+) -> list[Live] | None:
+    """The first candidate that lets the gang fit alone (after :func:`find_victims`' greedy
+    pass failed because a community had nothing left to give), or None."""
     for live in candidates:
         if live.preempted or live.community == preemptor or live.community < 0:
             continue
         if not givable(live, 0.0, rule):
             continue
-        release(index, live, alloc)
+        release(index, live, rule.alloc)
         if index.slots(shape, gpus_per_worker) >= workers:
             return [live]
-        restore(index, live, alloc)
+        restore(index, live, rule.alloc)
     return None
 
 
