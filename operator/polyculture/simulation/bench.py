@@ -3,6 +3,7 @@
     polyculture bench scheduler --nodes 1000 --gpus-per-node 8 --communities 100 \\
         --pending 10000 [--cycles 5] [--seed 1] [--json]
     polyculture bench scheduler --standard [--json]
+    polyculture bench scheduler --preset communities|kai [--cycles 5] [--json]
 
 A synthetic snapshot (seeded, so runs compare) has two GPU classes (3/4 ``H100``, 1/4 ``A10``
 worth half), one owner per ten nodes crediting communities round-robin, 1% of nodes
@@ -14,8 +15,11 @@ Each timed cycle is one :func:`polyculture.scheduling.schedule` call on that sna
 
 ``--standard`` runs the sizes of issue 4 (1,000 × 8 GPUs, 100 communities, 10,000 pending:
 target p50 ≤ 100 ms; 4,000 × 8, 100, 50,000: target p50 ≤ 1 s) and a growth table that
-varies one dimension at a time around the first. This is a measuring tool, so unlike the
-scheduler itself it reads a clock (``time.perf_counter``).
+varies one dimension at a time around the first. ``--preset`` runs one named size with its
+target: ``communities`` (1,000 × 8 GPUs, 1,000 communities, 10,000 pending: p50 ≤ 150 ms) and
+``kai`` (KAI scheduler's scale-test shape: 4,000 × 8 GPUs, 1,000 communities, 140,000 pending:
+p50 ≤ 1 s); ``issue4`` and ``issue4-large`` are the two sizes above. This is a measuring tool,
+so unlike the scheduler itself it reads a clock (``time.perf_counter``).
 """
 
 from __future__ import annotations
@@ -201,7 +205,12 @@ GROWTH = (
     + [(1000, 8, c, 10000) for c in (10, 1000)]
     + [(1000, 8, 100, p) for p in (1000, 50000)]
 )
-TARGETS_MS = {BASE: 100.0, LARGE: 1000.0}
+#: one community per node: many small queues (issue 14)
+COMMUNITIES = (1000, 8, 1000, 10000)
+#: KAI scheduler's scale test: 4,000 nodes, 140,000 pending pods (issue 14)
+KAI = (4000, 8, 1000, 140000)
+TARGETS_MS = {BASE: 100.0, LARGE: 1000.0, COMMUNITIES: 150.0, KAI: 1000.0}
+PRESETS = {"issue4": BASE, "issue4-large": LARGE, "communities": COMMUNITIES, "kai": KAI}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -223,6 +232,13 @@ def _parser() -> argparse.ArgumentParser:
         "--standard",
         action="store_true",
         help="the sizes of issue 4 and a growth table, one dimension at a time",
+    )
+    parser.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        help="one named size with its target (overrides the size options): communities "
+        "(1,000 x 8, 1,000 communities, 10,000 pending), kai (4,000 x 8, 1,000, 140,000), "
+        "issue4, issue4-large",
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     return parser
@@ -246,11 +262,12 @@ def main(argv: list[str]) -> int:
     if args.pending < 0:
         print("polyculture bench: --pending must be >= 0", file=sys.stderr)
         return 2
-    sizes = (
-        [BASE, LARGE, *GROWTH]
-        if args.standard
-        else [(args.nodes, args.gpus_per_node, args.communities, args.pending)]
-    )
+    if args.standard:
+        sizes = [BASE, LARGE, *GROWTH]
+    elif args.preset:
+        sizes = [PRESETS[args.preset]]
+    else:
+        sizes = [(args.nodes, args.gpus_per_node, args.communities, args.pending)]
     results: list[dict[str, Any]] = []
     if not args.json:
         print(HEADER)
@@ -262,7 +279,7 @@ def main(argv: list[str]) -> int:
         record: dict[str, Any] = {
             name: getattr(result, name) for name in Result.__dataclass_fields__
         }
-        target = TARGETS_MS.get((n, g, c, p)) if args.standard else None
+        target = TARGETS_MS.get((n, g, c, p)) if args.standard or args.preset else None
         if target is not None:
             record["target_ms_p50"] = target
             record["meets_target"] = result.cycle_ms_p50 <= target
