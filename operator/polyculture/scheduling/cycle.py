@@ -133,28 +133,27 @@ class _Cycle:
         """Reclaim the running workloads that touch unavailable nodes; count the others in
         ``alloc`` and ``live``. Returns the GPUs used per node."""
         pool = self.pool
-        nodes, node_id, weight_of = pool.nodes, pool.node_id, pool.weight_of
-        self.alloc = [0.0] * len(self.communities)
-        self.live: list[Live] = []
-        used = [0] * len(nodes)
-        now = self.snapshot.now
+        weight_of = pool.weight_of
+        # a placement on any other node is reclaimed
+        usable = {node.name: i for i, node in enumerate(pool.nodes) if node.available}
+        alloc = self.alloc = [0.0] * len(self.communities)
+        lives: list[Live] = []
+        self.live = lives
+        used = [0] * len(pool.nodes)
+        now, cid = self.snapshot.now, self.cid
         for r in self.snapshot.running:
-            ids: list[int] = []
-            for name in r.placement:
-                i = node_id.get(name, -1)
-                if i < 0 or not nodes[i].available:
-                    self.preemptions.append(Preemption(r, OWNER_RECLAIM))
-                    break
-                ids.append(i)
-            else:
-                g = r.workload.gpus_per_worker
-                for i in ids:
-                    used[i] += g
-                units = g * sum(weight_of[i] for i in ids)
-                c = self.cid.get(r.workload.community, -1)
-                if c >= 0:
-                    self.alloc[c] += units
-                self.live.append(Live(r, c, ids, g, units, work_at_risk(r, now)))
+            ids = [usable.get(name, -1) for name in r.placement]
+            if -1 in ids:
+                self.preemptions.append(Preemption(r, OWNER_RECLAIM))
+                continue
+            g = r.workload.gpus_per_worker
+            for i in ids:
+                used[i] += g
+            units = g * (weight_of[ids[0]] if len(ids) == 1 else sum(weight_of[i] for i in ids))
+            c = cid.get(r.workload.community, -1)
+            if c >= 0:
+                alloc[c] += units
+            lives.append(Live(r, c, ids, g, units, work_at_risk(r, now)))
         return used
 
     def _queue_pending(self) -> list[float]:

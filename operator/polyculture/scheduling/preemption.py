@@ -441,7 +441,11 @@ def candidates_by_shape(
         return candidates
     for live in lives:
         if live.community >= 0 and not protected(live.running, policy, now):
-            for s in sorted({shape_of[i] for i in live.nodes}):
+            nodes = live.nodes
+            if len(nodes) == 1:  # most workloads: one worker
+                candidates[shape_of[nodes[0]]].append(live)
+                continue
+            for s in sorted({shape_of[i] for i in nodes}):
                 candidates[s].append(live)
     for cands in candidates:
         cands.sort(key=victim_order)

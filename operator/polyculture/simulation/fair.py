@@ -106,7 +106,16 @@ class FairPolicy:
         self._workloads: dict[str, Workload] = {}
         self._live: dict[str, Running] = {}
         self.core_calls = 0
+        self._configs: tuple[tuple[str, ...], tuple[CommunityConfig, ...]] | None = None
         self.core_pending = 0
+
+    def _community_configs(self, names: tuple[str, ...]) -> tuple[CommunityConfig, ...]:
+        """Each community's configuration (the default for one not configured), looked up once
+        per set of communities."""
+        if self._configs is None or self._configs[0] != names:
+            default = CommunityConfig()
+            self._configs = (names, tuple(self._config.get(name, default) for name in names))
+        return self._configs[1]
 
     def protected_s(self, jobstate: JobState) -> float | None:
         """The core's minimum runtime for ``jobstate``: it grows with the job's restarts."""
@@ -155,15 +164,16 @@ class FairPolicy:
         return tuple(self._live.values())
 
     def cycle(self, state: PoolState, now: float) -> Cycle:
+        configs = self._community_configs(state.communities)
         communities = tuple(
             Community(
                 name=name,
-                weight=self._config.get(name, CommunityConfig()).weight,
-                guaranteed_gpus=self._config.get(name, CommunityConfig()).guaranteed_gpus,
-                max_gpus=self._config.get(name, CommunityConfig()).max_gpus,
-                usage_gpu_seconds=state.usage[i],
+                weight=config.weight,
+                guaranteed_gpus=config.guaranteed_gpus,
+                max_gpus=config.max_gpus,
+                usage_gpu_seconds=usage,
             )
-            for i, name in enumerate(state.communities)
+            for name, config, usage in zip(state.communities, configs, state.usage, strict=True)
         )
         demand = {
             name: float(state.allocated[i] + state.pending_gpus[i])
