@@ -96,26 +96,30 @@ def pool_body() -> dict[str, Any]:
     }
 
 
-def training_model(
-    name: str, *, steps: int = 400, max_attempts: int = 3, **training: Any
-) -> dict[str, Any]:
+def model(name: str, **spec: Any) -> dict[str, Any]:
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "CommunityModel",
         "metadata": {"name": name, "namespace": COMMUNITY},
-        "spec": {
-            "pool": POOL,
-            "training": {
-                "entrypoint": f"python train.py --steps {steps} --checkpoint-every 2 "
-                "--step-seconds 0.5",
-                "runtimeEnv": {"workingDir": WORKDIR},
-                "workers": 1,
-                "gpusPerWorker": 1,
-                "maxAttempts": max_attempts,
-                **training,
-            },
-        },
+        "spec": {"pool": POOL, **spec},
     }
+
+
+def training_model(
+    name: str, *, steps: int = 400, max_attempts: int = 3, **training: Any
+) -> dict[str, Any]:
+    return model(
+        name,
+        training={
+            "entrypoint": f"python train.py --steps {steps} --checkpoint-every 2 "
+            "--step-seconds 0.5",
+            "runtimeEnv": {"workingDir": WORKDIR},
+            "workers": 1,
+            "gpusPerWorker": 1,
+            "maxAttempts": max_attempts,
+            **training,
+        },
+    )
 
 
 @pytest.fixture(scope="module")
@@ -244,22 +248,17 @@ def test_closing_lending_window_preempts_as_owner_reclaim(cluster: FaultCluster)
 
 
 def serving_model(name: str, sick_file: Path) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "CommunityModel",
-        "metadata": {"name": name, "namespace": COMMUNITY},
-        "spec": {
-            "pool": POOL,
-            "serving": {
-                "importPath": "faulty_app:app",
-                "runtimeEnv": {
-                    "workingDir": str(FAULTY_APP),
-                    "envVars": {"FAULTY_SERVE_SICK_FILE": str(sick_file)},
-                },
-                "routePrefix": "/faulty",
+    return model(
+        name,
+        serving={
+            "importPath": "faulty_app:app",
+            "runtimeEnv": {
+                "workingDir": str(FAULTY_APP),
+                "envVars": {"FAULTY_SERVE_SICK_FILE": str(sick_file)},
             },
+            "routePrefix": "/faulty",
         },
-    }
+    )
 
 
 def test_serve_turning_unhealthy(cluster: FaultCluster, tmp_path: Path) -> None:
