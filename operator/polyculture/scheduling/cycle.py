@@ -247,13 +247,13 @@ class _Cycle:
         capped = self._admit_on_free(w, c, fitting)
         if capped is None:
             return None
-        # restarting others is for workloads that waited long enough (preemption delay),
-        # or that take back GPUs within their community's nominal share at once
-        left = delay_left(w, self.policy, self.snapshot.now)
-        patient = left <= 0 or self.shares.within_nominal(c, allocated + cheapest)
-        if patient and self._restart_others(w, c, fitting):
+        # restarting others is for workloads that waited long enough (preemption delay;
+        # the reclaim delay within their community's nominal share)
+        nominal = self.shares.within_nominal(c, allocated + cheapest)
+        left = delay_left(w, self.policy, self.snapshot.now, nominal=nominal)
+        if left <= 0 and self._restart_others(w, c, fitting):
             return None
-        return self._why_waiting(w, c, fitting, capped, 0.0 if patient else left)
+        return self._why_waiting(w, c, fitting, capped, left)
 
     def _admit_on_free(self, w: Workload, c: int, fitting: list[int]) -> float | None:
         """Admit ``w`` on free GPUs of the cheapest shape that holds it within the cap (None);

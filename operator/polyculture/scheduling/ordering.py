@@ -38,10 +38,14 @@ def community_key(
     return (share_ratio(allocated, entitled), usage, -head.priority, head.created, rank)
 
 
-def delay_left(w: Workload, policy: Policy, now: float) -> float:
+def delay_left(w: Workload, policy: Policy, now: float, *, nominal: bool) -> float:
     """Seconds ``w`` still waits before it may preempt or move others (0: it may): the
-    preemption delay counts from ``waiting_since`` (requeued), else from ``created``."""
-    if policy.preemption_delay_s <= 0:
+    preemption delay — the reclaim delay if its community stays within its ``nominal`` share
+    — counts from ``waiting_since`` (requeued), else from ``created``."""
+    delay = policy.preemption_delay_s
+    if nominal:
+        delay = min(delay, policy.reclaim_delay_s)
+    if delay <= 0:
         return 0.0
     since = w.created if w.waiting_since is None else w.waiting_since
-    return max(0.0, since + policy.preemption_delay_s - now)
+    return max(0.0, since + delay - now)

@@ -83,11 +83,13 @@ def work_at_risk(running: Running, now: float) -> float:
 VictimOrder = tuple[int, int, float, float, str]
 
 
-def victim_order(live: Live) -> VictimOrder:
-    """Lowest priority first, then fewest past restarts, then least work at risk, then most
-    recently started, then key (without restarts or checkpoints: most recently started)."""
+def victim_order(live: Live, concentrate: bool = False) -> VictimOrder:
+    """Lowest priority first, then fewest past restarts (most when ``concentrate``), then
+    least work at risk, then most recently started, then key (without restarts or
+    checkpoints: most recently started)."""
     r = live.running
-    return (r.workload.priority, r.restarts, live.at_risk, -r.started, r.workload.key)
+    restarts = -r.restarts if concentrate else r.restarts
+    return (r.workload.priority, restarts, live.at_risk, -r.started, r.workload.key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -435,7 +437,9 @@ def candidates_by_shape(
     lives: list[Live], shape_of: list[int], shapes: int, policy: Policy, now: float
 ) -> list[list[Live]]:
     """Victim candidates per shape, in :func:`victim_order`: of known communities, past
-    their minimum runtime; none when preemption is off."""
+    their minimum runtime; none when preemption is off. With a restart back-off, which
+    bounds how often one workload can be restarted, workloads restarted before go first
+    (fewest workloads restarted); without it, the fewest restarted (``DESIGN.md``)."""
     candidates: list[list[Live]] = [[] for _ in range(shapes)]
     if not policy.preemption:
         return candidates
@@ -447,6 +451,7 @@ def candidates_by_shape(
                 continue
             for s in sorted({shape_of[i] for i in nodes}):
                 candidates[s].append(live)
+    concentrate = policy.restart_backoff > 1
     for cands in candidates:
-        cands.sort(key=victim_order)
+        cands.sort(key=lambda live: victim_order(live, concentrate))
     return candidates

@@ -121,6 +121,9 @@ class Policy:
     restart_backoff: float = 1.0
     #: a waiting workload may preempt or move others only once it waited this long
     preemption_delay_s: float = 0.0
+    #: the same, shorter delay for a workload whose community stays within its nominal share
+    #: once admitted (at most ``preemption_delay_s``)
+    reclaim_delay_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -74,6 +74,7 @@ class FifoPolicy:
     name = "fifo"
     preemptible_after_s: float | None = None
     patience_s: float | None = None
+    reclaim_patience_s: float | None = None
 
     def __init__(self, nodes: Sequence[PoolNode]) -> None:
         self._nodes = list(range(len(nodes)))
@@ -95,6 +96,7 @@ class PartitionPolicy:
     name = "partition"
     preemptible_after_s: float | None = None
     patience_s: float | None = None
+    reclaim_patience_s: float | None = None
 
     def __init__(self, nodes: Sequence[PoolNode]) -> None:
         self._slices: dict[str, list[int]] = {}

@@ -101,6 +101,12 @@ def parser() -> argparse.ArgumentParser:
         "(default 600: as long as the minimum runtime protects a job; 0: at once)",
     )
     parse.add_argument(
+        "--reclaim-delay",
+        type=float,
+        help="fair policy: the preemption delay of a queued job whose community stays within "
+        "its nominal share (default: the grace period, at most --preemption-delay)",
+    )
+    parse.add_argument(
         "--victim-order",
         choices=("cost", "start"),
         default="cost",
@@ -145,9 +151,11 @@ def main(argv: list[str]) -> int:
         "--grace",
         "--min-runtime",
         "--preemption-delay",
+        "--reclaim-delay",
     )
     for flag in costs:
-        if getattr(args, flag[2:].replace("-", "_")) < 0:
+        value = getattr(args, flag[2:].replace("-", "_"))
+        if value is not None and value < 0:
             print(f"polyculture simulate: {flag} must be >= 0", file=sys.stderr)
             return 2
     try:
@@ -193,6 +201,7 @@ def run(trace: Trace, args: argparse.Namespace) -> tuple[dict[str, object], dict
             reclaim=not args.no_reclaim,
             restart_backoff=args.restart_backoff,
             preemption_delay_s=args.preemption_delay,
+            reclaim_delay_s=args.grace if args.reclaim_delay is None else args.reclaim_delay,
             victim_costs=args.victim_order == "cost",
             checkpoint_interval_s=args.checkpoint_interval,
         )
@@ -248,6 +257,7 @@ def run(trace: Trace, args: argparse.Namespace) -> tuple[dict[str, object], dict
         "consolidation": not args.no_consolidation,
         "restart_backoff": args.restart_backoff,
         "preemption_delay_s": args.preemption_delay,
+        "reclaim_delay_s": args.grace if args.reclaim_delay is None else args.reclaim_delay,
         "victim_order": args.victim_order,
         "coop_communities": args.coop,
         "weights": args.weights,

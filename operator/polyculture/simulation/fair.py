@@ -80,6 +80,7 @@ class FairPolicy:
         reclaim: bool = True,
         restart_backoff: float = 1.0,
         preemption_delay_s: float = 0.0,
+        reclaim_delay_s: float = 0.0,
         checkpoint_interval_s: float = 0.0,
         victim_costs: bool = False,
     ) -> None:
@@ -95,6 +96,7 @@ class FairPolicy:
             reclaim=reclaim,
             restart_backoff=restart_backoff,
             preemption_delay_s=preemption_delay_s,
+            reclaim_delay_s=reclaim_delay_s,
         )
         #: whether the core is told each running job's restarts and checkpoints
         self._victim_costs = victim_costs
@@ -103,6 +105,9 @@ class FairPolicy:
         moves = preemption or consolidation
         self.preemptible_after_s: float | None = min_runtime_s if moves else None
         self.patience_s: float | None = preemption_delay_s if moves else None
+        self.reclaim_patience_s: float | None = (
+            min(reclaim_delay_s, preemption_delay_s) if moves else None
+        )
         self._workloads: dict[str, Workload] = {}
         self._live: dict[str, Running] = {}
         self.core_calls = 0

@@ -142,6 +142,8 @@ class Policy(Protocol):
     preemptible_after_s: float | None
     #: seconds a queued job waits before it may preempt others; None when it need not wait
     patience_s: float | None
+    #: the same within its community's nominal share (a shorter wait, or None)
+    reclaim_patience_s: float | None
 
     def cycle(self, state: PoolState, now: float) -> Cycle: ...
 
@@ -276,8 +278,7 @@ def replay(
             jobstate = arrivals[next_arrival]
             next_arrival += 1
             _enqueue(state, jobstate)
-            if policy.patience_s:
-                heapq.heappush(wakeups, now + policy.patience_s)
+            _wake_after_patience(wakeups, policy, now)
             changed = True
         while completions and completions[0][0] <= now:
             _, _, jobstate, attempt = heapq.heappop(completions)
@@ -310,8 +311,7 @@ def replay(
                 held.update(victim.placement)
                 stopped.add(victim.job.key)
                 _enqueue(state, victim)
-                if policy.patience_s:
-                    heapq.heappush(wakeups, now + policy.patience_s)
+                _wake_after_patience(wakeups, policy, now)
                 preemptions += 1
             for jobstate, placement in decided.admissions:
                 waits = jobstate.job.key in stopped or not held.isdisjoint(placement)
@@ -341,6 +341,13 @@ def replay(
         cycles=cycles,
         unplaceable=tuple(unplaceable),
     )
+
+
+def _wake_after_patience(wakeups: list[float], policy: Policy, now: float) -> None:
+    """Cycle again when a job queued at ``now`` may preempt (either delay)."""
+    for patience in {policy.patience_s, policy.reclaim_patience_s}:
+        if patience:
+            heapq.heappush(wakeups, now + patience)
 
 
 def _admissible(

@@ -606,7 +606,24 @@ CASES = [
         want_preempted={"y/b": "FairShare"},
     ),
     Case(
-        "a victim restarted fewer times goes first",
+        "with a restart back-off a victim restarted before goes first (fewest jobs restarted)",
+        snapshot()
+        .nodes(two_nodes())
+        .communities("x", "y")
+        .now(1000)
+        .running(
+            workload("y/a", "y").gpus(8).running("n-0", started=10),
+            # restarted once: protected for 2 × 10 s, long past
+            workload("y/b", "y").gpus(8).running("n-1", started=20, restarts=1),
+        )
+        .pending(workload("x/t", "x").gpus(8).obj())
+        .policy(min_runtime_s=10, restart_backoff=2)
+        .obj(),
+        want_admitted={"x/t": ("n-1",)},
+        want_preempted={"y/b": "FairShare"},
+    ),
+    Case(
+        "without a back-off a victim restarted fewer times goes first",
         snapshot()
         .nodes(two_nodes())
         .communities("x", "y")
@@ -676,6 +693,43 @@ CASES = [
         .obj(),
         want_admitted={"x/t": ("n-1",)},
         want_preempted={"y/b": "FairShare"},
+    ),
+    Case(
+        "within its nominal share a workload waits the reclaim delay, not the preemption delay",
+        snapshot()
+        .nodes(two_nodes())
+        .communities("x", "y")
+        .now(1000)
+        .running(
+            workload("y/a", "y").gpus(8).running("n-0", started=10),
+            workload("y/b", "y").gpus(8).running("n-1", started=20),
+        )
+        .pending(
+            workload("x/t", "x").gpus(8).created(950).obj(),
+            workload("x/u", "x").gpus(8).created(990).obj(),
+        )
+        .policy(preemption_delay_s=300, reclaim_delay_s=30)
+        .obj(),
+        # x/t waited 50 s and takes back x's half; x/u would take x beyond it: 300 s
+        want_admitted={"x/t": ("n-1",)},
+        want_preempted={"y/b": "FairShare"},
+        want_waiting={"x/u": "OverShare"},
+    ),
+    Case(
+        "within its nominal share a workload still waits for a reclaim delay not yet over",
+        snapshot()
+        .nodes(two_nodes())
+        .communities("x", "y")
+        .now(1000)
+        .running(
+            workload("y/a", "y").gpus(8).running("n-0", started=10),
+            workload("y/b", "y").gpus(8).running("n-1", started=20),
+        )
+        .pending(workload("x/t", "x").gpus(8).created(990).obj())
+        .policy(preemption_delay_s=300, reclaim_delay_s=30)
+        .obj(),
+        want_waiting={"x/t": "PoolExhausted"},
+        want_messages={"x/t": "may preempt in 20 s (preemption delay)"},
     ),
     Case(
         "a community borrowing beyond its entitlement can lose a whole gang to one within it",
