@@ -140,6 +140,9 @@ def test_defaults_appear_on_the_stored_pool(examples: ControlPlane) -> None:
                 "reclaimBorrowed": True,
                 "minRuntime": "10m",
                 "gracePeriod": "2m",
+                "restartBackoff": 2,
+                "delay": "0s",
+                "consolidation": False,
             },
         }
         assert spec["ray"] == {

@@ -245,6 +245,29 @@ class Preemption(SpecModel):
         alias="gracePeriod",
         description="Time a preempted or drained workload gets to checkpoint and stop.",
     )
+    restart_backoff: float = Field(
+        default=2.0,
+        ge=1,
+        le=16,
+        alias="restartBackoff",
+        description="The minimum runtime grows by this factor with each restart of a workload "
+        "(minRuntime × restartBackoff^restarts): 2 protects a workload restarted once for "
+        "twice as long, and victims are then taken among workloads restarted before first. "
+        "1 keeps it flat, and the workloads restarted fewest times go first.",
+    )
+    delay: Duration = Field(
+        default="0s",
+        description="A waiting workload may preempt or move others only after waiting this "
+        "long (GPUs that free by themselves come first); if its community stays within its "
+        "nominal share (its weighted slice of the pool, at least its guarantee), at most one "
+        "gracePeriod. 0s: at once.",
+    )
+    consolidation: bool = Field(
+        default=False,
+        description="true: move small running workloads of communities above their nominal "
+        "share to other nodes (a restart from their checkpoint) to clear whole nodes for a "
+        "gang that fits the free GPUs only in total.",
+    )
 
 
 class GPUClass(SpecModel):

@@ -35,7 +35,7 @@ from polyculture.api.community_model import CommunityModelSpec, Phase
 from polyculture.api.compute_pool import ComputePoolSpec, ShareBasis
 from polyculture.api.units import parse_duration, parse_quantity
 from polyculture.inventory import NodeInfo, classify, inventory
-from polyculture.reconcile.conditions import condition, format_time, parse_time
+from polyculture.reconcile.conditions import condition, find_condition, format_time, parse_time
 from polyculture.reconcile.pools import MAX_ACCRUAL_GAP_S, class_rules, member_rules
 from polyculture.reconcile.provenance import serving_blocked
 from polyculture.scheduling import (
@@ -153,6 +153,11 @@ def policy_of(spec: ComputePoolSpec) -> Policy:
             for c in fair.gpu_classes
         ),
         blend=fair.contribution_share if fair.basis is ShareBasis.BLEND else 0.5,
+        consolidation=fair.preemption.consolidation,
+        restart_backoff=fair.preemption.restart_backoff,
+        preemption_delay_s=parse_duration(fair.preemption.delay).total_seconds(),
+        # within its nominal share a workload waits at most one grace period
+        reclaim_delay_s=parse_duration(fair.preemption.grace_period).total_seconds(),
     )
 
 
@@ -227,7 +232,31 @@ def workload_of(view: ModelView) -> Workload:
         gpu_class=gpu_class,
         min_gpu_memory_mib=int(parse_quantity(memory) / MIB) if memory is not None else 0,
         created=view.created,
+        waiting_since=waiting_since(view),
     )
+
+
+def restarts_of(view: ModelView) -> int:
+    """Times the model's training was admitted again without a failure before (preempted,
+    reclaimed, or its cluster could not start): ``run - 1 - attempts`` from the status. A
+    serving stage counts 0 (the status does not tell its restarts from training's runs)."""
+    if view.stage != TRAINING:
+        return 0
+    run = int(view.status.get("run") or 0)
+    return max(0, run - 1 - int(view.status.get("attempts") or 0))
+
+
+def waiting_since(view: ModelView) -> float | None:
+    """Since when a model that held GPUs before waits again: when its ``Admitted`` condition
+    turned False (preempted, drained, failed, trained); None (since created) for a model
+    never admitted."""
+    if not view.status.get("run"):
+        return None
+    admitted = find_condition(view.status, ADMITTED)
+    if admitted.get("status") != "False":
+        return None
+    when = parse_time(admitted.get("lastTransitionTime"))
+    return when.timestamp() if when is not None else None
 
 
 def placement_nodes(admission: Mapping[str, Any], gpus_per_worker: int) -> tuple[str, ...]:
@@ -281,6 +310,8 @@ def snapshot(
                     workload,
                     placement_nodes(admission, workload.gpus_per_worker),
                     epoch(admission.get("admittedAt"), now.timestamp()),
+                    # the status records no checkpoint time: the whole run counts as at risk
+                    restarts=restarts_of(view),
                 )
             )
         elif view.queueable:
