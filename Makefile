@@ -71,8 +71,9 @@ test: venv control-plane prometheus verify ## every tier (unit, cluster, ray, e2
 bench: venv ## scheduler benchmark at the standard sizes
 	$(BIN)/polyculture bench scheduler --standard
 
-simulate: venv ## replay the Philly trace on 600 GPUs (fair vs fifo vs partition), plots in out/sim
-	$(BIN)/polyculture simulate --trace $(TRACE) --gpus 600 --out out/sim
+SIM_LIMIT ?= 15000
+simulate: venv ## replay the first 15,000 Philly arrivals (SIM_LIMIT) on 600 GPUs, fair vs fifo vs partition, plots in out/sim (a few minutes)
+	$(BIN)/polyculture simulate --trace $(TRACE) --gpus 600 --limit $(SIM_LIMIT) --out out/sim
 
 gpu-check: venv ## run the node agent's NVML discovery once and print its JSON
 	$(BIN)/polyculture agent --once --print
