@@ -115,6 +115,9 @@ class _Cycle:
         self._memo: dict[tuple[int, int, bool], tuple[int, int]] = {}
         #: the same for consolidation
         self._move_memo: dict[tuple[int, int], tuple[int, int]] = {}
+        #: (community, fitting shapes, workers, GPUs per worker, serving?) -> index version
+        #: at which restarting others failed without changing anything (_restart_others)
+        self._unmoved: dict[tuple[int, int, int, int, bool], int] = {}
         #: (shape, GPUs per worker, strict rule?) -> (decisions made so far, fewest workers
         #: that failed, the index moves of the failed search's greedy pass and of its
         #: one-victim pass (None if it did not run), the communities it could not take
@@ -270,7 +273,22 @@ class _Cycle:
         return capped
 
     def _restart_others(self, w: Workload, c: int, fitting: list[int]) -> bool:
-        """Admit ``w`` by moving workloads (consolidation), else by preempting (fair share)."""
+        """Admit ``w`` by moving workloads (consolidation), else by preempting (fair share).
+
+        A try that failed without changing the index (every search in it was memoised or
+        moved nothing) fails again for a workload of the same community and gang at the same
+        index version, and changes nothing: it is not tried again."""
+        key = (c, id(fitting), w.workers, w.gpus_per_worker, w.serving)
+        version = self.index.version
+        if self._unmoved.get(key) == version:
+            return False
+        if self._try_restart_others(w, c, fitting):
+            return True
+        if self.index.version == version:
+            self._unmoved[key] = version
+        return False
+
+    def _try_restart_others(self, w: Workload, c: int, fitting: list[int]) -> bool:
         # moving small workloads off a nearly free node costs nobody any share: try it first
         if self.policy.consolidation and self._consolidate_for(w, c, fitting):
             return True
