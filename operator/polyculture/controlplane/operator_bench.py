@@ -24,6 +24,8 @@ last Pods once every model is admitted):
 - ``cycle_s_mean`` / ``cycles``: the admission loop's scheduling cycles
   (``polyculture_scheduler_cycle_duration_seconds`` of the operator's metrics).
 
+``--operator-log PATH`` keeps the operator's log (the control plane's directory is removed).
+
 ``--backend-only`` leaves the operator out: the benchmark places ``--models`` single-GPU
 clusters itself and creates them through the ``kubernetes`` backend (``--senders`` threads),
 then prints ``creates_per_s``, ``pods_bound_p50_s`` / ``pods_bound_p99_s`` (backend create to
@@ -39,6 +41,7 @@ import argparse
 import json
 import math
 import re
+import shutil
 import statistics
 import sys
 import tempfile
@@ -125,17 +128,31 @@ def follow(
     on_event: Callable[[dict[str, Any]], None],
     **kwargs: Any,
 ) -> threading.Thread:
-    """A thread that streams a watch of ``list_all`` into ``on_event`` until ``stop``."""
+    """A thread that streams a watch of ``list_all`` into ``on_event`` until ``stop``.
+
+    Raw JSON, not the client's model classes, and from the last version seen: the
+    benchmark's own watches must not lag behind (or load the machine) at thousands of events.
+    """
 
     def run() -> None:
+        version: str | None = None
         while not stop.is_set():
             w = watch.Watch()  # type: ignore[no-untyped-call]
             try:
-                for event in w.stream(list_all, timeout_seconds=5, **kwargs):  # type: ignore[no-untyped-call]
-                    on_event(event["raw_object"])
+                for event in w.stream(  # type: ignore[no-untyped-call]
+                    list_all,
+                    timeout_seconds=30,
+                    deserialize=False,
+                    resource_version=version,
+                    **kwargs,
+                ):
+                    obj = event["object"]
+                    version = obj["metadata"].get("resourceVersion") or version
+                    on_event(obj)
                     if stop.is_set():
                         break
-            except Exception:  # a dropped watch: start another
+            except Exception:  # a dropped or expired watch: start another, from a list
+                version = None
                 time.sleep(0.2)
             finally:
                 w.stop()  # type: ignore[no-untyped-call]
@@ -187,6 +204,7 @@ def run(
     senders: int,
     timeout_s: float,
     pods_wait_s: float,
+    operator_log: Path | None = None,
 ) -> dict[str, Any]:
     nodes = math.ceil(models / gpus_per_node) + 1
     with (
@@ -303,6 +321,8 @@ def run(
         finally:
             stop.set()
             op.stop()
+            if operator_log is not None:
+                shutil.copyfile(op.log, operator_log)
     admit = [admitted.times[k] - sent[k] for k in sent if k in admitted.times]
     pods = [bound.times[k] - sent[k] for k in sent if k in bound.times]
     last_admission = max(admitted.times.values(), default=start)
@@ -456,6 +476,9 @@ def main(argv: list[str]) -> int:
         action="store_true",
         help="no operator: time the kubernetes backend alone (create -> head Pod bound)",
     )
+    parser.add_argument(
+        "--operator-log", type=Path, default=None, help="copy the operator's log to this file"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     for name in ("models", "gpus_per_node", "communities", "senders"):
@@ -478,6 +501,7 @@ def main(argv: list[str]) -> int:
         args.senders,
         args.timeout,
         args.pods_wait,
+        args.operator_log,
     )
     print(json.dumps(result) if args.json else yaml.safe_dump(result, sort_keys=False))
     return 0 if result["admitted"] == args.models and result["pods_bound"] == args.models else 1

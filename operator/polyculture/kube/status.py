@@ -11,6 +11,7 @@ list by ``type`` and each writer owns the fields and the condition types it send
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import cache
 from typing import Any, cast
 
 from kubernetes import client
@@ -20,11 +21,28 @@ from polyculture.api.meta import GROUP, VERSION
 from polyculture.kube.client import api_client
 from polyculture.metrics import API_WRITES
 
+#: connections kept for status writes: the admission loop sends them from a pool of threads
+#: (the default of 10 per client would open, and close, a new TLS connection for each beyond)
+WRITE_CONNECTIONS = 32
+
 MERGE_PATCH = "application/merge-patch+json"
 APPLY_PATCH = "application/apply-patch+yaml"
 #: field managers of the pool status: each owns the fields (and condition types) it applies
 POOL_DAEMON_MANAGER = "polyculture-pool"
 ADMISSION_MANAGER = "polyculture-admission"
+
+
+@cache
+def _writes_client(operator_client: client.ApiClient) -> client.ApiClient:
+    """A client like the operator's, with room for the loop's parallel status writes (one per
+    operator client: a reconfigured operator gets a new one)."""
+    configuration = client.Configuration.get_default_copy()
+    configuration.connection_pool_maxsize = WRITE_CONNECTIONS
+    return client.ApiClient(configuration)
+
+
+def writes_client() -> client.ApiClient:
+    return _writes_client(api_client())
 
 
 def patch_pool_status(name: str, status: Mapping[str, Any]) -> None:
@@ -47,7 +65,7 @@ def apply_pool_status(name: str, manager: str, status: Mapping[str, Any]) -> Non
         "metadata": {"name": name},
         "status": _without_none(status),
     }
-    client.CustomObjectsApi(api_client()).patch_cluster_custom_object_status(
+    client.CustomObjectsApi(writes_client()).patch_cluster_custom_object_status(
         GROUP,
         VERSION,
         "computepools",
@@ -105,7 +123,7 @@ def _patch_model_status(
     namespace: str, name: str, body: Mapping[str, Any], *, conflict_ok: bool = False
 ) -> dict[str, Any] | None:
     API_WRITES.labels("communitymodels", "status").inc()
-    api = client.CustomObjectsApi(api_client())
+    api = client.CustomObjectsApi(writes_client())
     try:
         stored = api.patch_namespaced_custom_object_status(
             GROUP,

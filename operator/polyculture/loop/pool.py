@@ -74,6 +74,8 @@ from polyculture.reconcile.admission import (
     snapshot,
 )
 from polyculture.reconcile.conditions import condition, parse_time
+from polyculture.reconcile.models import parse_pools, verdict
+from polyculture.reconcile.pools import MAX_ACCRUAL_GAP_S
 from polyculture.reconcile.provenance import after_training
 from polyculture.scheduling import Decisions, schedule
 
@@ -81,8 +83,11 @@ log = logging.getLogger(__name__)
 
 #: the core runs at least this often even when nothing it reads changed
 RESCHEDULE_S = 5.0
-#: a holding model's GPU-seconds are written at least this often
+#: a holding model's GPU-seconds are written at least this often ...
 LEDGER_FLUSH_S = 30.0
+#: ... and, with many models holding GPUs, about this many such writes per second (1,000
+#: models every 30 s would cost the API server 33 writes a second), up to 90 s apart
+USAGE_WRITES_PER_S = 10.0
 POLL_TRAINING_S = 2.0
 POLL_SERVING_S = 5.0
 #: a starting cluster is looked at again after this long, then every ``START_POLL_SLOW_S``
@@ -95,7 +100,7 @@ START_POLL_FAST_FOR_S = 30.0
 LOCAL_MAX_STARTING = 1
 #: worker threads per pool for backend calls, and for status writes
 ACTION_WORKERS = 8
-WRITE_WORKERS = 8
+WRITE_WORKERS = 16
 
 Judged = tuple[ComputePoolSpec | None, tuple[Problem, ...]]
 PatchModel = Callable[[str, str, Mapping[str, Any]], Mapping[str, Any]]
@@ -150,6 +155,19 @@ def _view(body: Mapping[str, Any], spec: CommunityModelSpec) -> ModelView:
     )
 
 
+def merge_patch(target: Any, patch: Any) -> Any:
+    """``patch`` applied to ``target`` as a JSON merge patch (RFC 7386) does."""
+    if not isinstance(patch, Mapping):
+        return patch
+    out = dict(target) if isinstance(target, Mapping) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = merge_patch(out.get(key), value)
+    return out
+
+
 def _rv(body: Mapping[str, Any]) -> int:
     try:
         return int((body.get("metadata") or {}).get("resourceVersion") or 0)
@@ -181,10 +199,18 @@ class PoolLoop:
         self.next_poll: dict[str, float] = {}
         self.starts: dict[str, Start] = {}
         self.written: dict[str, tuple[int, dict[str, Any]]] = {}
+        #: writes sent and not answered yet, by key: (the write, the status it makes)
+        self.inflight: dict[str, tuple[Future[None], dict[str, Any]]] = {}
         self.bodies: dict[str, Mapping[str, Any]] = {}
         #: parsed specs by key: ((uid, generation), spec or None when it does not parse)
         self.parsed: dict[str, tuple[tuple[str, Any], CommunityModelSpec | None]] = {}
         self.pool_spec: tuple[Any, Judged] | None = None
+        #: verdicts of models not judged yet, by key: ((uid, generation, pool), status or None)
+        self.verdicts: dict[str, tuple[tuple[Any, ...], dict[str, Any] | None]] = {}
+        self._pool_body: Mapping[str, Any] = {}
+        #: models whose view this step carries a verdict made here (not stored yet)
+        self.judged_here: set[str] = set()
+        self._pool_key: Any = None
         self.pool_written: dict[str, Any] | None = None
         #: the models' counters (uid -> community, GPU-seconds) in the last pool write
         self.counted: dict[str, tuple[str, float]] = {}
@@ -228,6 +254,12 @@ class PoolLoop:
         self.serve_on_mismatch = spec.provenance.serve_on_mismatch
         stored = dict(pool_body.get("status") or {})
         pool_status = {**stored, **(self.pool_written or {})}
+        self._pool_body = pool_body
+        self._pool_key = (
+            (pool_body.get("metadata") or {}).get("generation"),
+            repr(stored.get("largestNodeGPUs")),
+            repr([(m.get("owner"), m.get("gpusByClass")) for m in stored.get("members") or []]),
+        )
         views = self._views(model_bodies)
         pv = pool_view(self.pool, spec, nodes, now, senior_pools)
 
@@ -264,6 +296,7 @@ class PoolLoop:
         """Models of the pool, each with the newer of its indexed and its last written status;
         a spec is parsed once per generation."""
         out: dict[str, ModelView] = {}
+        self.judged_here = set()
         for body in bodies:
             meta = body.get("metadata") or {}
             key = f"{meta.get('namespace')}/{meta.get('name')}"
@@ -273,6 +306,12 @@ class PoolLoop:
             current: Mapping[str, Any] = body
             if written is not None and written[0] > _rv(body):
                 current = {**body, "status": written[1]}
+            sending = self.inflight.get(key)
+            if sending is not None:
+                if sending[0].done():
+                    self.inflight.pop(key, None)
+                else:  # what is being written stands until the API server answers
+                    current = {**body, "status": sending[1]}
             identity = (str(meta.get("uid") or ""), meta.get("generation"))
             cached = self.parsed.get(key)
             if cached is not None and cached[0] == identity and identity[1] is not None:
@@ -280,6 +319,11 @@ class PoolLoop:
             else:
                 spec = _parse_spec(body)
                 self.parsed[key] = (identity, spec)
+            if spec is not None and not (current.get("status") or {}).get("phase"):
+                judged = self._judged(key, identity, current)
+                if judged is not current:
+                    self.judged_here.add(key)
+                current = judged
             if spec is not None:
                 out[key] = _view(current, spec)
                 self.bodies[key] = current
@@ -289,7 +333,30 @@ class PoolLoop:
             for key in set(self.parsed) - set(out):
                 if key not in self.written:
                     self.parsed.pop(key, None)
+        for key in set(self.verdicts) - set(out):
+            self.verdicts.pop(key, None)
         return out
+
+    def _judged(
+        self, key: str, identity: tuple[str, Any], body: Mapping[str, Any]
+    ) -> Mapping[str, Any]:
+        """A model the verdict step has not judged yet, judged here by the same pure verdict:
+        valid, it is Pending at once (its admission need not wait for that write); invalid,
+        it is left as it is, for the verdict step to report. Only a model that carries a
+        finalizer (the one its deletion handler needs to tear its clusters down) is judged."""
+        if not (body.get("metadata") or {}).get("finalizers"):
+            return body
+        ident = (*identity, self._pool_key)
+        cached = self.verdicts.get(key)
+        if cached is None or cached[0] != ident:
+            result = verdict(body, parse_pools({self.pool: self._pool_body}), self.now())
+            status = result.status
+            valid = status is not None and status.get("phase") == Phase.PENDING.value
+            cached = (ident, status if valid else None)
+            self.verdicts[key] = cached
+        if cached[1] is None:
+            return body
+        return {**body, "status": {**(body.get("status") or {}), **cached[1]}}
 
     def _patch(self, view: ModelView, patch: Mapping[str, Any]) -> None:
         try:
@@ -300,16 +367,32 @@ class PoolLoop:
             return
         self.written[view.key] = (_rv(stored), dict(stored.get("status") or {}))
 
+    def _patch_after(
+        self, before: Future[None] | None, view: ModelView, patch: Mapping[str, Any]
+    ) -> None:
+        if before is not None:
+            wait([before])  # one model's writes reach the API server in order
+        self._patch(view, patch)
+
     def _flush(self) -> None:
-        """Send the patches queued in this step, in parallel; then their Events."""
+        """Send the patches queued in this step, in parallel, without waiting for them: until
+        the API server answers, a model's view is what is being written (``inflight``), and
+        no backend action starts for it. Then post their Events."""
         patches, self._patches = self._patches, []
         events, self._events = self._events, []
-        if len(patches) == 1:
-            self._patch(*patches[0])
-        elif patches:
-            wait([self.writes.submit(self._patch, view, patch) for view, patch in patches])
+        for view, patch in patches:
+            sending = self.inflight.get(view.key)
+            before = sending[0] if sending is not None and not sending[0].done() else None
+            base = sending[1] if sending is not None and before is not None else view.status
+            status = merge_patch(base, patch)
+            future = self.writes.submit(self._patch_after, before, view, patch)
+            self.inflight[view.key] = (future, status)
         for event in events:
             self._event(event)
+
+    def settle(self, timeout_s: float = 30.0) -> None:
+        """Wait until every write sent has been answered (for tests and a clean stop)."""
+        wait([f for f, _ in list(self.inflight.values())], timeout=timeout_s)
 
     def _event(self, event: ModelEvent) -> None:
         body = self.bodies.get(event.key)
@@ -326,7 +409,10 @@ class PoolLoop:
         for key in first + [k for k in p.patches if k not in set(first)]:
             view = views[key]
             usage = model_usage(view, now) if view.holding or view.draining else None
-            self._patches.append((view, {**(usage or {}), **p.patches[key]}))
+            # judged here, not stored yet: the verdict's fields go with the first write
+            judged = self.verdicts.get(key) if key in self.judged_here else None
+            verdict_status = (judged[1] if judged is not None else None) or {}
+            self._patches.append((view, {**verdict_status, **(usage or {}), **p.patches[key]}))
         self._events.extend(p.events)
         self._flush()
         for key in p.admitted:
@@ -398,8 +484,8 @@ class PoolLoop:
                 self.starts.pop(key, None)
         starting = sum(1 for s in self.starts.values() if s.stage == STARTING)
         for key, view in views.items():
-            if key in self.tasks:
-                continue
+            if key in self.tasks or key in self.inflight:
+                continue  # one action at a time; none before its status is stored
             run = int(view.status.get("run") or 0)
             phase = view.phase
             if view.draining:
@@ -556,9 +642,12 @@ class PoolLoop:
     # -- the users' ledger and the pool's status ---------------------------------------------
 
     def _flush_usage(self, views: Mapping[str, ModelView], now: datetime) -> None:
+        holding = sum(1 for v in views.values() if v.holding or v.draining)
+        # below the gap that counts as the operator being down (model_usage drops it)
+        every = min(max(LEDGER_FLUSH_S, holding / USAGE_WRITES_PER_S), MAX_ACCRUAL_GAP_S * 0.75)
         for view in views.values():
             last = parse_time(view.status.get("usageUpdatedAt"))
-            if last is None or (now - last).total_seconds() < LEDGER_FLUSH_S:
+            if last is None or (now - last).total_seconds() < every:
                 continue
             usage = model_usage(view, now)
             if usage is not None:
