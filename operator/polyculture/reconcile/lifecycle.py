@@ -49,6 +49,7 @@ def _released(view: ModelView, patch: dict[str, Any], now: datetime) -> dict[str
         **_with_usage(view, patch, now),
         "conditions": released,
         "admission": None,
+        "endpoint": None,  # no cluster, no endpoint
         "preemptedAt": None,
         "usageUpdatedAt": None,
     }
