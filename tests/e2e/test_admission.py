@@ -11,6 +11,7 @@ Covers, in order on one pool of three owners (one kwok node of 4 GPUs each):
   and where it stands; a late heavy community preempts after the minimum runtime (moved with
   the operator's clock), the victim drains, requeues, and resumes from a checkpoint step > 0;
 - an owner's reclaim drains exactly that owner's workloads; no attempt is counted;
+- SIGINT stops the operator in seconds while a cluster starts; the next operator goes on;
 - the operator SIGKILLed while a model trains adopts the same cluster and job;
 - a deleted pool leaves its models Invalid (PoolNotFound) and their clusters gone.
 
@@ -379,6 +380,22 @@ def test_owner_reclaim_drains_exactly_its_workloads(cluster: Cluster, tmp_path: 
     for key in models:
         cluster.delete(*key)
     wait_for(lambda: sum(held(cluster).values()) == 0, 60, "all GPUs released")
+
+
+def test_sigint_stops_the_operator_in_seconds(cluster: Cluster, tmp_path: Path) -> None:
+    """SIGINT while a model's Ray cluster starts or its job runs: no worker thread is waited
+    for, the operator exits in seconds, and the next one carries the model on."""
+    key = ("medic", "prompt")
+    cluster.create(model_body(*key, steps=40, gpus=1, checkpoint=tmp_path / "p"))
+    cluster.wait_phase(*key, "Admitted", "Training", timeout=LOADED)
+    started = time.monotonic()
+    cluster.op.stop(keep_clusters=True)  # SIGINT; SIGKILL after 20 s
+    took = time.monotonic() - started
+    figure("SIGINT -> operator exited", f"{took:.1f} s")
+    cluster.op.start()
+    assert took < 10, cluster.op.log_tail()
+    cluster.wait_phase(*key, "Trained", timeout=LOADED)
+    cluster.delete(*key)
 
 
 def test_restart_adopts_the_running_cluster_and_job(cluster: Cluster, tmp_path: Path) -> None:
