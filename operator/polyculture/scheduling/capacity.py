@@ -10,6 +10,7 @@ moves. Everything is plain ints and lists: this is the scheduler's hot path.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -199,6 +200,8 @@ class Pool:
     node_sizes: list[dict[int, int]]
     #: normalised units of the available nodes
     capacity: float
+    #: name -> id of the available nodes
+    available_id: dict[str, int]
 
     def open(self, used: list[int]) -> None:
         """Add every available node to the index with its GPUs minus ``used[i]`` free."""
@@ -208,7 +211,46 @@ class Pool:
 
 
 def index_pool(snapshot_nodes: Sequence[Node], classes: Sequence[GPUClass]) -> Pool:
-    """Index ``snapshot_nodes`` (see :class:`Pool`); a class not in ``classes`` weighs 1."""
+    """Index ``snapshot_nodes`` (see :class:`Pool`); a class not in ``classes`` weighs 1.
+
+    The layout (ids, shapes, capacity) depends on the nodes and classes only, so it is
+    computed once for the same nodes and classes (the next cycles of one pool) and shared,
+    read-only; the free-block index is new each time."""
+    layout = _layout(tuple(snapshot_nodes), tuple(classes))
+    return Pool(
+        nodes=layout.nodes,
+        names=layout.names,
+        node_id=layout.node_id,
+        owner_id=layout.owner_id,
+        shapes=layout.shapes,
+        shape_of=layout.shape_of,
+        weight_of=layout.weight_of,
+        index=FreeIndex(layout.shapes, layout.shape_of, layout.owner_of),
+        node_sizes=layout.node_sizes,
+        capacity=layout.capacity,
+        available_id=layout.available_id,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    """What :class:`Pool` holds besides its free-block index (never changed once built)."""
+
+    nodes: list[Node]
+    names: list[str]
+    node_id: dict[str, int]
+    owner_id: dict[str, int]
+    owner_of: list[int]
+    shapes: list[Shape]
+    shape_of: list[int]
+    weight_of: list[float]
+    node_sizes: list[dict[int, int]]
+    capacity: float
+    available_id: dict[str, int]
+
+
+@functools.lru_cache(maxsize=8)
+def _layout(snapshot_nodes: tuple[Node, ...], classes: tuple[GPUClass, ...]) -> _Layout:
     by_class = {c.name: c for c in classes}
     nodes: list[Node] = []
     seen: set[str] = set()
@@ -241,15 +283,16 @@ def index_pool(snapshot_nodes: Sequence[Node], classes: Sequence[GPUClass]) -> P
             capacity += node.gpus * weight_of[i]
             sizes = node_sizes[shape_of[i]]
             sizes[node.gpus] = sizes.get(node.gpus, 0) + 1
-    return Pool(
+    return _Layout(
         nodes=nodes,
         names=[n.name for n in nodes],
         node_id={n.name: i for i, n in enumerate(nodes)},
         owner_id=owner_id,
+        owner_of=[owner_id[n.owner] for n in nodes],
         shapes=shapes,
         shape_of=shape_of,
         weight_of=weight_of,
-        index=FreeIndex(shapes, shape_of, [owner_id[n.owner] for n in nodes]),
         node_sizes=node_sizes,
         capacity=capacity,
+        available_id={n.name: i for i, n in enumerate(nodes) if n.available},
     )

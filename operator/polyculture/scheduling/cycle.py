@@ -138,14 +138,18 @@ class _Cycle:
         pool = self.pool
         weight_of = pool.weight_of
         # a placement on any other node is reclaimed
-        usable = {node.name: i for i, node in enumerate(pool.nodes) if node.available}
+        usable = pool.available_id
         alloc = self.alloc = [0.0] * len(self.communities)
         lives: list[Live] = []
         self.live = lives
         used = [0] * len(pool.nodes)
         now, cid = self.snapshot.now, self.cid
         for r in self.snapshot.running:
-            ids = [usable.get(name, -1) for name in r.placement]
+            placement = r.placement
+            if len(placement) == 1:  # most workloads: one worker
+                ids = [usable.get(placement[0], -1)]
+            else:
+                ids = [usable.get(name, -1) for name in placement]
             if -1 in ids:
                 self.preemptions.append(Preemption(r, OWNER_RECLAIM))
                 continue
