@@ -258,9 +258,9 @@ class Preemption(SpecModel):
     delay: Duration = Field(
         default="0s",
         description="A waiting workload may preempt or move others only after waiting this "
-        "long (GPUs that free by themselves come first); if its community stays within its "
-        "nominal share (its weighted slice of the pool, at least its guarantee), at most one "
-        "gracePeriod. 0s: at once.",
+        "long (GPUs that free by themselves come first), unless its community stays within its "
+        "nominal share (its weighted slice of the pool, at least its guarantee): then at once. "
+        "0s: always at once.",
     )
     consolidation: bool = Field(
         default=False,

@@ -155,9 +155,8 @@ def policy_of(spec: ComputePoolSpec) -> Policy:
         blend=fair.contribution_share if fair.basis is ShareBasis.BLEND else 0.5,
         consolidation=fair.preemption.consolidation,
         restart_backoff=fair.preemption.restart_backoff,
+        # within its nominal share a workload preempts at once (Policy.reclaim_delay_s 0)
         preemption_delay_s=parse_duration(fair.preemption.delay).total_seconds(),
-        # within its nominal share a workload waits at most one grace period
-        reclaim_delay_s=parse_duration(fair.preemption.grace_period).total_seconds(),
     )
 
 

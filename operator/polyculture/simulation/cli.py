@@ -103,8 +103,10 @@ def parser() -> argparse.ArgumentParser:
     parse.add_argument(
         "--reclaim-delay",
         type=float,
+        default=0.0,
         help="fair policy: the preemption delay of a queued job whose community stays within "
-        "its nominal share (default: the grace period, at most --preemption-delay)",
+        "its nominal share (default 0: it takes its share back at once; at most "
+        "--preemption-delay)",
     )
     parse.add_argument(
         "--victim-order",
@@ -154,8 +156,7 @@ def main(argv: list[str]) -> int:
         "--reclaim-delay",
     )
     for flag in costs:
-        value = getattr(args, flag[2:].replace("-", "_"))
-        if value is not None and value < 0:
+        if getattr(args, flag[2:].replace("-", "_")) < 0:
             print(f"polyculture simulate: {flag} must be >= 0", file=sys.stderr)
             return 2
     try:
@@ -201,7 +202,7 @@ def run(trace: Trace, args: argparse.Namespace) -> tuple[dict[str, object], dict
             reclaim=not args.no_reclaim,
             restart_backoff=args.restart_backoff,
             preemption_delay_s=args.preemption_delay,
-            reclaim_delay_s=args.grace if args.reclaim_delay is None else args.reclaim_delay,
+            reclaim_delay_s=args.reclaim_delay,
             victim_costs=args.victim_order == "cost",
             checkpoint_interval_s=args.checkpoint_interval,
         )
@@ -257,7 +258,7 @@ def run(trace: Trace, args: argparse.Namespace) -> tuple[dict[str, object], dict
         "consolidation": not args.no_consolidation,
         "restart_backoff": args.restart_backoff,
         "preemption_delay_s": args.preemption_delay,
-        "reclaim_delay_s": args.grace if args.reclaim_delay is None else args.reclaim_delay,
+        "reclaim_delay_s": args.reclaim_delay,
         "victim_order": args.victim_order,
         "coop_communities": args.coop,
         "weights": args.weights,

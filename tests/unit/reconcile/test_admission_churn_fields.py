@@ -1,7 +1,7 @@
 """The churn controls of a pool and what the status tells the core about each model.
 
 Covers: ``fairShare.preemption.restartBackoff``, ``delay`` and ``consolidation`` reach the
-core's Policy (with their defaults; the reclaim delay is the grace period); a running
+core's Policy (with their defaults; within the nominal share no delay); a running
 model's restarts come from its status (``run - 1 - attempts``, training only); a model
 requeued after it held GPUs waits since its ``Admitted`` condition turned False, one never
 admitted since it was created; and the core then applies the preemption delay and the
@@ -88,8 +88,8 @@ def test_every_churn_field_reaches_the_policy() -> None:
         600.0,
         True,
     )
-    # within its nominal share a workload waits at most one grace period
-    assert policy.reclaim_delay_s == 30.0
+    # within its nominal share a workload preempts at once
+    assert policy.reclaim_delay_s == 0.0
 
 
 @pytest.mark.parametrize(

@@ -69,20 +69,20 @@ def test_json_report_holds_the_promised_keys_for_the_policy_and_each_baseline(
     fifo = report["baselines"]["fifo"]
     assert fifo["per_community"]["y"]["wait_mean_s"] == 3000
     assert (fifo["max_restarts"], fifo["gpu_time_lost_fraction"]) == (0, 0)
-    # at the default delays: y's 2 GPUs are within its nominal share (4 of 8), so it waits
-    # the reclaim delay (the grace period) instead of the preemption delay, then the grace
+    # at the default delays too: y's 2 GPUs are within its nominal share (4 of 8), so the
+    # preemption delay does not apply and it takes them back at once
     assert main(argv) == 0
-    delayed = json.loads(capsys.readouterr().out)
-    assert delayed["setup"]["reclaim_delay_s"] == 120
-    assert delayed["per_community"]["y"]["wait_mean_s"] == 120 + 120
-    # on its private slice y never waits: worse off by two grace periods
-    assert delayed["per_community"]["y"]["no_worse_than_partition"] is False
-    assert delayed["per_community"]["y"]["no_worse_within_grace"] is False
-    # without the reclaim delay: worse off by the grace period, no more
-    assert main([*argv, "--reclaim-delay", "0"]) == 0
     at_once = json.loads(capsys.readouterr().out)
+    assert at_once["setup"]["reclaim_delay_s"] == 0
     assert at_once["per_community"]["y"]["wait_mean_s"] == 120
+    # on its private slice y never waits: worse off by the grace period, no more
+    assert at_once["per_community"]["y"]["no_worse_than_partition"] is False
     assert at_once["per_community"]["y"]["no_worse_within_grace"] is True
+    # with a reclaim delay of one grace period it waits two
+    assert main([*argv, "--reclaim-delay", "120"]) == 0
+    delayed = json.loads(capsys.readouterr().out)
+    assert delayed["per_community"]["y"]["wait_mean_s"] == 120 + 120
+    assert delayed["per_community"]["y"]["no_worse_within_grace"] is False
 
 
 def test_a_checkpoint_keeps_the_work_before_it(
