@@ -211,8 +211,11 @@ class _Cycle:
             heapq.heapify(heap)
             at = [0] * len(queues)
             alloc, entitled = self.alloc, self.entitled
-            while heap:
-                c = heapq.heappop(heap)[4]
+            # keys are unique (the community's rank), so pushing a community back and popping
+            # the smallest in one step pops in the same order
+            top = heapq.heappop(heap) if heap else None
+            while top is not None:
+                c = top[4]
                 q = queues[c]
                 entry = q[at[c]]
                 at[c] += 1
@@ -220,9 +223,10 @@ class _Cycle:
                 if why is not None:
                     waiting.append((entry, why))
                 if at[c] < len(q):
-                    heapq.heappush(
-                        heap, community_key(alloc[c], entitled[c], usage[c], q[at[c]][0], c)
-                    )
+                    key = community_key(alloc[c], entitled[c], usage[c], q[at[c]][0], c)
+                    top = heapq.heappushpop(heap, key)
+                else:
+                    top = heapq.heappop(heap) if heap else None
             if not self.preempted_in_pass:
                 settled += waiting
                 break
