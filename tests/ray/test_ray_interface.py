@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -32,7 +33,7 @@ from polyculture.ray import (
 )
 from polyculture.ray.clients import job_runtime_env, serve_application_config, serve_config
 from polyculture.ray.local import LocalBackend
-from polyculture.ray.localnodes import NODE_PORTS, NodeSettings, free_ports
+from polyculture.ray.localnodes import NODE_PORTS, PORT_RANGE, NodeSettings, free_ports
 
 MODEL = WorkloadRef(namespace="lab-a", name="Tiny_LM", uid="u-1")
 TWO_NODES = Placement(
@@ -179,9 +180,15 @@ def test_local_backend_implements_the_interface(tmp_path: Path) -> None:
     assert backend.find(MODEL) is None and backend.clusters() == []
 
 
-def test_free_ports_are_distinct_and_bindable_on_loopback() -> None:
+def test_free_ports_are_distinct_bindable_and_outside_the_ephemeral_range() -> None:
     ports = free_ports(20)
-    assert len(set(ports)) == 20 and all(1024 < p < 65536 for p in ports)
+    low, high = PORT_RANGE
+    assert len(set(ports)) == 20 and all(low <= p < high for p in ports)
+    ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    assert high <= ephemeral_low, "no outgoing connection can take a chosen port"
+    for port in ports:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", port))
 
 
 def test_process_table_sees_sessions_descendants_and_markers() -> None:

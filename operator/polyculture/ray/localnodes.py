@@ -11,6 +11,7 @@ by the caller (free on 127.0.0.1) and every node address is 127.0.0.1 (see
 from __future__ import annotations
 
 import os
+import random
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,10 @@ NODE_PORTS: Final = (
     "agent_grpc",
     "runtime_env_agent",
 )
+#: the ports a local cluster listens on: below the kernel's ephemeral range (32768-60999 by
+#: default) and above Ray's worker ports (10002-19999)
+PORT_RANGE: Final = (20000, 32768)
+_RANDOM: Final = random.SystemRandom()
 # The operator's own Ray settings must not leak into a cluster it starts.
 _DROPPED_ENV_PREFIXES: Final = ("RAY_", "POLYCULTURE_RAY_")
 PACKAGE_DIR: Final = Path(polyculture.__file__).resolve().parent
@@ -42,13 +47,28 @@ _RUN_MODULE: Final = (
 
 
 def free_ports(count: int, host: str = LOOPBACK) -> list[int]:
-    """``count`` distinct ports free on ``host`` now (all held open while choosing)."""
-    sockets = []
+    """``count`` distinct ports free on ``host`` now (all held open while choosing).
+
+    Chosen at random from :data:`PORT_RANGE`, not by the kernel (``bind(0)``): a port from the
+    ephemeral range may be taken by any outgoing connection before the Ray process that is
+    meant to listen on it starts (Serve's proxy binds its port only when Serve first deploys),
+    and Ray's workers take theirs from 10002-19999.
+    """
+    low, high = PORT_RANGE
+    sockets: list[socket.socket] = []
     try:
-        for _ in range(count):
+        for port in _RANDOM.sample(range(low, high), high - low):
+            if len(sockets) == count:
+                break
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind((host, 0))
+            try:
+                sock.bind((host, port))
+            except OSError:
+                sock.close()
+                continue
             sockets.append(sock)
+        if len(sockets) < count:
+            raise OSError(f"fewer than {count} free ports in {low}-{high - 1} on {host}")
         return [s.getsockname()[1] for s in sockets]
     finally:
         for sock in sockets:
