@@ -110,6 +110,8 @@ class FairPolicy:
         )
         self._workloads: dict[str, Workload] = {}
         self._live: dict[str, Running] = {}
+        #: per community: GPUs of a running job -> how many of its running jobs have that many
+        self._sizes: dict[str, dict[int, int]] = {}
         self.core_calls = 0
         self._configs: tuple[tuple[str, ...], tuple[CommunityConfig, ...]] | None = None
         self.core_pending = 0
@@ -149,11 +151,15 @@ class FairPolicy:
         if state.journal is None:
             state.journal = []
             self._live = {}
+            self._sizes = {}
             for jobstate in state.running.values():
                 state.journal.append((True, jobstate))
         told = self._victim_costs
         for started, jobstate in state.journal:
+            sizes = self._sizes.setdefault(jobstate.job.community, {})
+            gpus = jobstate.job.gpus
             if started:
+                sizes[gpus] = sizes.get(gpus, 0) + 1
                 self._live[jobstate.job.key] = Running(
                     workload=self._workload(jobstate),
                     placement=tuple(self._nodes[i].name for i in jobstate.placement),
@@ -165,6 +171,9 @@ class FairPolicy:
                 )
             else:
                 del self._live[jobstate.job.key]
+                sizes[gpus] -= 1
+                if not sizes[gpus]:
+                    del sizes[gpus]
         state.journal.clear()
         return tuple(self._live.values())
 
@@ -205,14 +214,12 @@ class FairPolicy:
             for i, name in enumerate(state.communities)
         ):
             return Cycle()  # nothing fits the free GPUs, nobody may preempt for what it needs
+        running = self._sync(state)
         exposed = [0] * len(over)
         if may_preempt and self._policy.reclaim:
             # reclaiming takes victims from a community while it is above its entitlement: at
             # most its surplus plus one job; so much more it may then be short of itself
-            largest = [0] * len(over)
-            for jobstate in state.running.values():
-                i = state.index[jobstate.job.community]
-                largest[i] = max(largest[i], jobstate.job.gpus)
+            largest = [max(self._sizes.get(name) or (0,)) for name in state.communities]
             exposed = [
                 most if above > _EPSILON else 0 for most, above in zip(largest, over, strict=True)
             ]
@@ -244,7 +251,7 @@ class FairPolicy:
         snapshot = Snapshot(
             nodes=self._nodes,
             communities=communities,
-            running=self._sync(state),
+            running=running,
             pending=tuple(pending),
             now=now,
             policy=self._policy,
