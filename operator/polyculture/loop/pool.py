@@ -155,6 +155,11 @@ def _view(body: Mapping[str, Any], spec: CommunityModelSpec) -> ModelView:
     )
 
 
+#: phases of the verdict step (``reconcile.models``): a model in one is judged before it is
+#: queued or admitted
+UNJUDGED = (None, Phase.PENDING.value)
+
+
 def merge_patch(target: Any, patch: Any) -> Any:
     """``patch`` applied to ``target`` as a JSON merge patch (RFC 7386) does."""
     if not isinstance(patch, Mapping):
@@ -205,8 +210,8 @@ class PoolLoop:
         #: parsed specs by key: ((uid, generation), spec or None when it does not parse)
         self.parsed: dict[str, tuple[tuple[str, Any], CommunityModelSpec | None]] = {}
         self.pool_spec: tuple[Any, Judged] | None = None
-        #: verdicts of models not judged yet, by key: ((uid, generation, pool), status or None)
-        self.verdicts: dict[str, tuple[tuple[Any, ...], dict[str, Any] | None]] = {}
+        #: verdicts made here, by key: ((uid, generation, pool), valid, the Pending status)
+        self.verdicts: dict[str, tuple[tuple[Any, ...], bool, dict[str, Any] | None]] = {}
         self._pool_body: Mapping[str, Any] = {}
         #: models whose view this step carries a verdict made here (not stored yet)
         self.judged_here: set[str] = set()
@@ -297,6 +302,7 @@ class PoolLoop:
         a spec is parsed once per generation."""
         out: dict[str, ModelView] = {}
         self.judged_here = set()
+        seen: set[str] = set()
         for body in bodies:
             meta = body.get("metadata") or {}
             key = f"{meta.get('namespace')}/{meta.get('name')}"
@@ -319,8 +325,11 @@ class PoolLoop:
             else:
                 spec = _parse_spec(body)
                 self.parsed[key] = (identity, spec)
-            if spec is not None and not (current.get("status") or {}).get("phase"):
+            seen.add(key)
+            if spec is not None and (current.get("status") or {}).get("phase") in UNJUDGED:
                 judged = self._judged(key, identity, current)
+                if judged is None:
+                    continue  # invalid as the pool stands: the verdict step reports it
                 if judged is not current:
                     self.judged_here.add(key)
                 current = judged
@@ -333,30 +342,37 @@ class PoolLoop:
             for key in set(self.parsed) - set(out):
                 if key not in self.written:
                     self.parsed.pop(key, None)
-        for key in set(self.verdicts) - set(out):
+        for key in set(self.verdicts) - seen:
             self.verdicts.pop(key, None)
         return out
 
     def _judged(
         self, key: str, identity: tuple[str, Any], body: Mapping[str, Any]
-    ) -> Mapping[str, Any]:
-        """A model the verdict step has not judged yet, judged here by the same pure verdict:
-        valid, it is Pending at once (its admission need not wait for that write); invalid,
-        it is left as it is, for the verdict step to report. Only a model that carries a
-        finalizer (the one its deletion handler needs to tear its clusters down) is judged."""
-        if not (body.get("metadata") or {}).get("finalizers"):
+    ) -> Mapping[str, Any] | None:
+        """A model still in the verdict step's phases (none yet, ``Pending``), judged here
+        by the same pure verdict against the pool as it stands: None if it is invalid (the
+        loop must not queue or admit what the verdict step is about to make ``Invalid``);
+        else the body, ``Pending`` at once when it had no phase yet (its admission need not
+        wait for that write). A model without a phase is judged only once it carries a
+        finalizer (the one its deletion handler needs to tear its clusters down)."""
+        status = body.get("status") or {}
+        if not (self._pool_body.get("status") or {}).get("members"):
+            return None  # what the pool's nodes can hold is not known yet (NeverFits)
+        if not status.get("phase") and not (body.get("metadata") or {}).get("finalizers"):
             return body
         ident = (*identity, self._pool_key)
         cached = self.verdicts.get(key)
         if cached is None or cached[0] != ident:
             result = verdict(body, parse_pools({self.pool: self._pool_body}), self.now())
-            status = result.status
-            valid = status is not None and status.get("phase") == Phase.PENDING.value
-            cached = (ident, status if valid else None)
+            new = result.status
+            valid = new is None or new.get("phase") == Phase.PENDING.value
+            cached = (ident, valid, new if valid else None)
             self.verdicts[key] = cached
-        if cached[1] is None:
+        if not cached[1]:
+            return None
+        if status.get("phase") or cached[2] is None:
             return body
-        return {**body, "status": {**(body.get("status") or {}), **cached[1]}}
+        return {**body, "status": {**status, **cached[2]}}
 
     def _patch(self, view: ModelView, patch: Mapping[str, Any]) -> None:
         try:
@@ -411,7 +427,7 @@ class PoolLoop:
             usage = model_usage(view, now) if view.holding or view.draining else None
             # judged here, not stored yet: the verdict's fields go with the first write
             judged = self.verdicts.get(key) if key in self.judged_here else None
-            verdict_status = (judged[1] if judged is not None else None) or {}
+            verdict_status = (judged[2] if judged is not None else None) or {}
             self._patches.append((view, {**verdict_status, **(usage or {}), **p.patches[key]}))
         self._events.extend(p.events)
         self._flush()
