@@ -68,6 +68,24 @@ def _greedy(
         cycle.admissions.append((jobstate, tuple(placement)))
 
 
+def _startable(
+    state: PoolState,
+    by_shape: Mapping[str, Mapping[tuple[int, int], list[JobState]]],
+    nodes: Sequence[int],
+) -> list[list[JobState]]:
+    """The queues of ``by_shape`` (each in queue order) of gang shapes that fit the free GPUs of
+    ``nodes`` now, in total and per worker on one node: free GPUs only shrink as a cycle
+    starts jobs, so a job of any other shape cannot start in this cycle and is not walked."""
+    budget = sum(state.free[node] for node in nodes)
+    largest = max((state.free[node] for node in nodes), default=0)
+    return [
+        queue
+        for shapes in by_shape.values()
+        for (workers, per_worker), queue in shapes.items()
+        if queue and workers * per_worker <= budget and per_worker <= largest
+    ]
+
+
 class FifoPolicy:
     """Best-effort first come, first served over the whole pool; never preempts."""
 
@@ -84,7 +102,7 @@ class FifoPolicy:
 
     def cycle(self, state: PoolState, now: float) -> Cycle:
         cycle = Cycle()
-        queues = [queue for queue in state.pending.values() if queue]
+        queues = _startable(state, state.by_shape, self._nodes)
         merged = heapq.merge(*queues, key=lambda jobstate: jobstate.order)
         _greedy(state, merged, self._nodes, cycle)
         return cycle
@@ -111,7 +129,10 @@ class PartitionPolicy:
         cycle = Cycle()
         for community, queue in state.pending.items():
             if queue:
-                _greedy(state, queue, self._slices.get(community, []), cycle)
+                nodes = self._slices.get(community, [])
+                queues = _startable(state, {community: state.by_shape[community]}, nodes)
+                merged = heapq.merge(*queues, key=lambda jobstate: jobstate.order)
+                _greedy(state, merged, nodes, cycle)
         return cycle
 
 
