@@ -7,7 +7,10 @@
    ended, Serve healthy, drained) as lifecycle transitions (``reconcile.lifecycle``);
 2. runs the core when its input changed (or ``RESCHEDULE_S`` passed: minimum runtimes and
    windows are time-driven), and writes the plan (``reconcile.admission``) at once, before
-   any cluster is made: the admissions first, the status patches in parallel;
+   any cluster is made: the admissions first, the status patches sent in parallel and not
+   waited for (until the API server answers, a model's view is what is being written, and
+   no backend action starts for it); a model the verdict step has not judged yet is judged
+   here with the same pure verdict, so that its admission does not wait for that write;
 3. starts at most one backend action per model in a worker thread (``loop.actions``): create
    the cluster (then look again on later ticks until it is ready, and submit the job or
    deploy Serve), follow the job or Serve health, drain a preempted model (stop the job, wait
@@ -406,10 +409,6 @@ class PoolLoop:
         for event in events:
             self._event(event)
 
-    def settle(self, timeout_s: float = 30.0) -> None:
-        """Wait until every write sent has been answered (for tests and a clean stop)."""
-        wait([f for f, _ in list(self.inflight.values())], timeout=timeout_s)
-
     def _event(self, event: ModelEvent) -> None:
         body = self.bodies.get(event.key)
         if body is not None:
@@ -479,9 +478,6 @@ class PoolLoop:
                 )
             )
         return Placement(gpus_per_worker=per, nodes=tuple(nodes))
-
-    def checkpoint_uri(self, view: ModelView) -> str:
-        return self.actions.checkpoint_uri(view)
 
     def _act(
         self, views: Mapping[str, ModelView], pv: PoolView, spec: ComputePoolSpec, now: datetime
