@@ -255,6 +255,14 @@ class Preemption(SpecModel):
         "twice as long, and victims are then taken among workloads restarted before first. "
         "1 keeps it flat, and the workloads restarted fewest times go first.",
     )
+    restart_limit: int = Field(
+        default=0,
+        ge=0,
+        le=1000,
+        alias="restartLimit",
+        description="A workload preempted or moved this many times is no longer preempted for "
+        "fair share or moved until it ends (owner reclaim still stops it). 0: no limit.",
+    )
     delay: Duration = Field(
         default="0s",
         description="A waiting workload may preempt or move others only after waiting this "

@@ -155,6 +155,7 @@ def policy_of(spec: ComputePoolSpec) -> Policy:
         blend=fair.contribution_share if fair.basis is ShareBasis.BLEND else 0.5,
         consolidation=fair.preemption.consolidation,
         restart_backoff=fair.preemption.restart_backoff,
+        restart_limit=fair.preemption.restart_limit,
         # within its nominal share a workload preempts at once (Policy.reclaim_delay_s 0)
         preemption_delay_s=parse_duration(fair.preemption.delay).total_seconds(),
     )

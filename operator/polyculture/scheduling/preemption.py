@@ -428,7 +428,10 @@ def victims_per_node(candidates: list[list[Live]], nodes: int) -> tuple[list[lis
 
 def protected(running: Running, policy: Policy, now: float) -> bool:
     """Whether ``running`` is inside its minimum runtime, which grows with its restarts
-    (``min_runtime_s × restart_backoff ** restarts``)."""
+    (``min_runtime_s × restart_backoff ** restarts``), or was restarted ``restart_limit``
+    times already (then until it ends)."""
+    if policy.restart_limit and running.restarts >= policy.restart_limit:
+        return True
     runtime = policy.min_runtime_s * policy.restart_backoff**running.restarts
     return now - running.started < runtime
 

@@ -124,6 +124,9 @@ class Policy:
     #: the same, shorter delay for a workload whose community stays within its nominal share
     #: once admitted (at most ``preemption_delay_s``)
     reclaim_delay_s: float = 0.0
+    #: a workload restarted this many times is no longer preempted for fair share or moved
+    #: (owner reclaim still stops it); 0: no limit
+    restart_limit: int = 0
 
 
 @dataclass(frozen=True, slots=True)

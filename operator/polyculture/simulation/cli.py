@@ -109,6 +109,13 @@ def parser() -> argparse.ArgumentParser:
         "--preemption-delay)",
     )
     parse.add_argument(
+        "--restart-limit",
+        type=int,
+        default=0,
+        help="fair policy: a job restarted this many times is no longer preempted for fair "
+        "share or moved (default 0: no limit)",
+    )
+    parse.add_argument(
         "--victim-order",
         choices=("cost", "start"),
         default="cost",
@@ -154,6 +161,7 @@ def main(argv: list[str]) -> int:
         "--min-runtime",
         "--preemption-delay",
         "--reclaim-delay",
+        "--restart-limit",
     )
     for flag in costs:
         if getattr(args, flag[2:].replace("-", "_")) < 0:
@@ -203,6 +211,7 @@ def run(trace: Trace, args: argparse.Namespace) -> tuple[dict[str, object], dict
             restart_backoff=args.restart_backoff,
             preemption_delay_s=args.preemption_delay,
             reclaim_delay_s=args.reclaim_delay,
+            restart_limit=args.restart_limit,
             victim_costs=args.victim_order == "cost",
             checkpoint_interval_s=args.checkpoint_interval,
         )
@@ -259,6 +268,7 @@ def run(trace: Trace, args: argparse.Namespace) -> tuple[dict[str, object], dict
         "restart_backoff": args.restart_backoff,
         "preemption_delay_s": args.preemption_delay,
         "reclaim_delay_s": args.reclaim_delay,
+        "restart_limit": args.restart_limit,
         "victim_order": args.victim_order,
         "coop_communities": args.coop,
         "weights": args.weights,

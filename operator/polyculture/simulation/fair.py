@@ -81,6 +81,7 @@ class FairPolicy:
         restart_backoff: float = 1.0,
         preemption_delay_s: float = 0.0,
         reclaim_delay_s: float = 0.0,
+        restart_limit: int = 0,
         checkpoint_interval_s: float = 0.0,
         victim_costs: bool = False,
     ) -> None:
@@ -97,6 +98,7 @@ class FairPolicy:
             restart_backoff=restart_backoff,
             preemption_delay_s=preemption_delay_s,
             reclaim_delay_s=reclaim_delay_s,
+            restart_limit=restart_limit,
         )
         #: whether the core is told each running job's restarts and checkpoints
         self._victim_costs = victim_costs
@@ -125,9 +127,13 @@ class FairPolicy:
         return self._configs[1]
 
     def protected_s(self, jobstate: JobState) -> float | None:
-        """The core's minimum runtime for ``jobstate``: it grows with the job's restarts."""
+        """The core's minimum runtime for ``jobstate``: it grows with the job's restarts (None:
+        never preemptible, also once restarted ``restart_limit`` times)."""
         if self.preemptible_after_s is None:
             return None
+        limit = self._policy.restart_limit
+        if limit and self._victim_costs and jobstate.restarts >= limit:
+            return None  # the core is told its restarts (victim costs) and never takes it
         return self.preemptible_after_s * self._policy.restart_backoff**jobstate.restarts
 
     def _workload(self, jobstate: JobState) -> Workload:

@@ -638,6 +638,62 @@ CASES = [
         want_preempted={"y/a": "FairShare"},
     ),
     Case(
+        "a workload restarted restart_limit times is no victim (the back-off would take it)",
+        snapshot()
+        .nodes(two_nodes())
+        .communities("x", "y")
+        .now(1000)
+        .running(
+            workload("y/a", "y").gpus(8).running("n-0", started=10),
+            workload("y/b", "y").gpus(8).running("n-1", started=20, restarts=2),
+        )
+        .pending(workload("x/t", "x").gpus(8).obj())
+        .policy(min_runtime_s=10, restart_backoff=2, restart_limit=2)
+        .obj(),
+        want_admitted={"x/t": ("n-0",)},
+        want_preempted={"y/a": "FairShare"},
+    ),
+    Case(
+        "when every candidate reached the restart limit the preemptor waits",
+        snapshot()
+        .nodes(two_nodes())
+        .communities("x", "y")
+        .now(1000)
+        .running(
+            workload("y/a", "y").gpus(8).running("n-0", started=10, restarts=1),
+            workload("y/b", "y").gpus(8).running("n-1", started=20, restarts=3),
+        )
+        .pending(workload("x/t", "x").gpus(8).obj())
+        .policy(restart_limit=1)
+        .obj(),
+        want_waiting={"x/t": "PoolExhausted"},
+    ),
+    Case(
+        "owner reclaim stops a workload at the restart limit",
+        snapshot()
+        .nodes(nodes("a", 1, available=False), nodes("b", 1))
+        .communities("x")
+        .running(workload("x/a", "x").gpus(8).running("a-0", restarts=5))
+        .policy(restart_limit=2)
+        .obj(),
+        want_preempted={"x/a": "OwnerReclaim"},
+    ),
+    Case(
+        "consolidation never moves a workload at the restart limit",
+        snapshot()
+        .nodes(two_nodes())
+        # z asks for nothing: y's 8 GPUs are above its nominal share of 16 / 3
+        .communities("x", "y", "z")
+        .running(
+            workload("y/a", "y").gpus(4).running("n-0", restarts=1),
+            workload("y/b", "y").gpus(4).running("n-1", restarts=1),
+        )
+        .pending(workload("x/t", "x").gpus(8).obj())
+        .policy(preemption=False, consolidation=True, restart_limit=1)
+        .obj(),
+        want_waiting={"x/t": "Fragmented"},
+    ),
+    Case(
         "a victim that just saved a checkpoint goes before a younger one that did not",
         snapshot()
         .nodes(two_nodes())

@@ -164,3 +164,22 @@ def test_consolidation_moves_a_job_to_clear_a_node_for_a_gang(consolidation: boo
     # ran 15 s, then its remaining 85 s plus 5 s to restart, on the other node
     assert moved.finished == pytest.approx(105)
     assert result.preemptions == 1
+
+
+@pytest.mark.parametrize(("limit", "restarts"), [(0, 3), (1, 1)], ids=["no limit", "limit 1"])
+def test_a_restart_limit_stops_preemptions_of_a_job_restarted_that_often(
+    limit: int, restarts: int
+) -> None:
+    # x runs one 4-GPU job of 1,000 s; y brings a 5 s job at 10, 30 and 50 s
+    trace = trace_of(("x", 0.0, 1000.0, 4), *[("y", t, 5.0, 1) for t in (10.0, 30.0, 50.0)])
+    nodes = build_pool(4, node_gpus=4)
+    # the core is told each job's restarts (victim costs), as under simulate's defaults
+    policy = FairPolicy(
+        nodes, {}, preemption=True, min_runtime_s=0, restart_limit=limit, victim_costs=True
+    )
+    result = replay(trace, nodes, policy, node_gpus=4)
+    assert job(result, "j0").restarts == restarts
+    assert result.preemptions == restarts
+    # once at the limit, y waits for x's job to end
+    late = [job(result, f"j{i}").waited for i in (1, 2, 3)]
+    assert (max(late) > 900) == (limit == 1)
