@@ -218,7 +218,13 @@ class Actions:
             backend.stop_job(cluster, sid)
             backend.teardown(cluster)
             return Outcome("failed", run, "ran longer than maxRuntime")
-        report = backend.job(cluster, sid, tail_lines=ATTESTATION_TAIL_LINES)
+        try:
+            report = backend.job(cluster, sid, tail_lines=ATTESTATION_TAIL_LINES)
+        except Exception:
+            died = self._died(backend, cluster, run)  # between the status and this call
+            if died is None:
+                raise
+            return died
         if not report.state.terminal:
             return None
         backend.teardown(cluster)
@@ -236,7 +242,13 @@ class Actions:
         if state.phase in (ClusterPhase.FAILED, ClusterPhase.GONE):
             backend.teardown(cluster)
             return Outcome("failed", run, f"the Ray cluster died: {state.message}")
-        report = backend.serve(cluster, view.name)
+        try:
+            report = backend.serve(cluster, view.name)
+        except Exception:
+            died = self._died(backend, cluster, run)
+            if died is None:
+                raise
+            return died
         if report.state in (ServeState.DEPLOY_FAILED, ServeState.MISSING):
             backend.teardown(cluster)
             return Outcome("failed", run, f"Serve application {report.state.value}")
@@ -249,6 +261,15 @@ class Actions:
             backend.teardown(cluster)
             return Outcome("failed", run, f"Serve unhealthy for {SERVE_TIMEOUT_S:g} s: {why}")
         return Outcome("unhealthy", run, why)
+
+    def _died(self, backend: ClusterBackend, cluster: ClusterHandle, run: int) -> Outcome | None:
+        """After a failed call: a failed attempt, its cluster torn down, if the cluster died
+        (else None: the call failed on a live cluster)."""
+        state = backend.status(cluster)
+        if state.phase not in (ClusterPhase.FAILED, ClusterPhase.GONE):
+            return None
+        backend.teardown(cluster)
+        return Outcome("failed", run, f"the Ray cluster died: {state.message}")
 
     def drain(self, view: ModelView, run: int, grace_s: float) -> Outcome:
         """Stop the job (it may checkpoint), wait for its end or the grace period, tear down."""
