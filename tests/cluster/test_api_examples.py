@@ -141,6 +141,7 @@ def test_defaults_appear_on_the_stored_pool(examples: ControlPlane) -> None:
                 "minRuntime": "10m",
                 "gracePeriod": "2m",
                 "restartBackoff": 2,
+                "restartLimit": 0,
                 "delay": "0s",
                 "consolidation": False,
             },
