@@ -56,6 +56,7 @@ from typing import Any
 import yaml
 from kubernetes import client, config, watch
 
+from polyculture.api.compute_pool import MAX_MEMBERS
 from polyculture.controlplane.nodes import create_gpu_node
 from polyculture.controlplane.operator import OperatorProcess
 from polyculture.controlplane.runner import ControlPlane, free_port
@@ -178,12 +179,13 @@ def model_body(name: str, pool: str, community: str) -> dict[str, Any]:
 def _namespaces_and_nodes(
     api: Any, *, nodes: int, gpus_per_node: int, communities: int, senders: int
 ) -> tuple[list[str], list[str]]:
-    """One namespace per community and ``nodes`` kwok GPU nodes of one owner per ten nodes."""
+    """One namespace per community and ``nodes`` kwok GPU nodes of one owner per ten nodes
+    (at most as many owners as a pool has members)."""
     core = client.CoreV1Api(api)
     names = [f"community-{i}" for i in range(communities)]
     for name in names:
         core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    owners = max(1, nodes // 10)
+    owners = min(MAX_MEMBERS, max(1, nodes // 10))
     owner_names = [f"owner-{i:02d}" for i in range(owners)]
     with ThreadPoolExecutor(senders) as pool_of_senders:
         list(
