@@ -138,6 +138,7 @@ def pools(draw: st.DrawFn, contended: bool) -> Snapshot:
         reclaim=draw(st.booleans()),
         restart_backoff=draw(st.sampled_from((1.0, 2.0))),
         preemption_delay_s=draw(st.sampled_from((0.0, 0.0, 50.0))),
+        restart_limit=draw(st.sampled_from((0, 0, 1, 3))),
     )
     return Snapshot(nodes, communities, tuple(running), pending, now=100.0, policy=policy)
 
@@ -260,6 +261,11 @@ def test_every_pending_workload_is_admitted_or_waiting_once(snap: Snapshot) -> N
     assert sorted(m.workload.key for m in d.moves) == sorted(consolidated)
     for w in d.waiting:
         assert w.reason[0].isupper() and " " not in w.reason and w.message
+    # a workload restarted as often as the limit is stopped only when its owner reclaims
+    limit = snap.policy.restart_limit
+    for p in d.preemptions:
+        if limit and p.running.restarts >= limit:
+            assert p.reason == "OwnerReclaim", p
 
 
 @SETTINGS
@@ -307,6 +313,8 @@ def test_nobody_below_its_share_waits_for_gpus_someone_above_could_give(
                 protected = snap.policy.min_runtime_s * snap.policy.restart_backoff**r.restarts
                 if snap.now - r.started < protected:
                     continue
+                if snap.policy.restart_limit and r.restarts >= snap.policy.restart_limit:
+                    continue  # restarted as often as the limit: never a victim again
                 r_units = sum(
                     r.workload.gpus_per_worker * weight_of(out.nodes[n]) for n in r.placement
                 )
