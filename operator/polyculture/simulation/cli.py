@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from polyculture.simulation import metrics
 from polyculture.simulation.baselines import (
@@ -29,6 +30,9 @@ from polyculture.simulation.baselines import (
 from polyculture.simulation.regimes import coop_trace, usage_weights
 from polyculture.simulation.replay import Policy, PoolNode, Replay, build_pool, replay
 from polyculture.simulation.trace import Trace, TraceError, load_config, load_philly, with_config
+
+if TYPE_CHECKING:
+    from polyculture.simulation.fair import FairPolicy
 
 POLICIES = ("fair", "fifo", "partition")
 
@@ -198,23 +202,28 @@ def run(trace: Trace, args: argparse.Namespace) -> tuple[dict[str, object], dict
     slices = partition_slices(args.gpus, weights, minimum=guarantees)
     private = partition_pool(slices, node_gpus=args.nodes_gpus, owners=args.owners)
 
+    made: list[FairPolicy] = []
+
     def fair(nodes: tuple[PoolNode, ...]) -> Policy:
         from polyculture.simulation.fair import FairPolicy  # the core is imported only here
 
-        return FairPolicy(
-            nodes,
-            trace.config,
-            preemption=not args.no_preemption,
-            min_runtime_s=args.min_runtime,
-            consolidation=not args.no_consolidation,
-            reclaim=not args.no_reclaim,
-            restart_backoff=args.restart_backoff,
-            preemption_delay_s=args.preemption_delay,
-            reclaim_delay_s=args.reclaim_delay,
-            restart_limit=args.restart_limit,
-            victim_costs=args.victim_order == "cost",
-            checkpoint_interval_s=args.checkpoint_interval,
+        made.append(
+            FairPolicy(
+                nodes,
+                trace.config,
+                preemption=not args.no_preemption,
+                min_runtime_s=args.min_runtime,
+                consolidation=not args.no_consolidation,
+                reclaim=not args.no_reclaim,
+                restart_backoff=args.restart_backoff,
+                preemption_delay_s=args.preemption_delay,
+                reclaim_delay_s=args.reclaim_delay,
+                restart_limit=args.restart_limit,
+                victim_costs=args.victim_order == "cost",
+                checkpoint_interval_s=args.checkpoint_interval,
+            )
         )
+        return made[-1]
 
     plans: dict[str, tuple[tuple[PoolNode, ...], Callable[[tuple[PoolNode, ...]], Policy]]] = {
         "partition": (private, PartitionPolicy),
@@ -243,6 +252,15 @@ def run(trace: Trace, args: argparse.Namespace) -> tuple[dict[str, object], dict
         }
         for name, result in results.items()
     }
+    for policy in made[-1:]:
+        # what the restarts are made of: the core's preemptions by reason, and each restarted
+        # job by the reason of its first restart
+        measured["fair"]["preemptions_by_reason"] = dict(
+            sorted(policy.preemptions_by_reason.items())
+        )
+        measured["fair"]["first_restarts_by_reason"] = dict(
+            sorted(policy.first_restarts_by_reason.items())
+        )
     report: dict[str, object] = dict(measured[args.policy])
     # fifo and partition always; fair too when the report leads with a baseline
     baselines = {name: entry for name, entry in measured.items() if name != args.policy}

@@ -115,6 +115,9 @@ class FairPolicy:
         #: per community: GPUs of a running job -> how many of its running jobs have that many
         self._sizes: dict[str, dict[int, int]] = {}
         self.core_calls = 0
+        #: the core's preemptions by reason, and by the reason of each job's first restart
+        self.preemptions_by_reason: dict[str, int] = {}
+        self.first_restarts_by_reason: dict[str, int] = {}
         self._configs: tuple[tuple[str, ...], tuple[CommunityConfig, ...]] | None = None
         self.core_pending = 0
 
@@ -272,6 +275,11 @@ class FairPolicy:
             if victim is None:
                 raise SimulationError(f"fair: preempts {key}, which is not running")
             cycle.preemptions.append(victim)
+            reason = preemption.reason
+            self.preemptions_by_reason[reason] = self.preemptions_by_reason.get(reason, 0) + 1
+            if not victim.restarts:
+                first = self.first_restarts_by_reason
+                first[reason] = first.get(reason, 0) + 1
         for admission in decisions.admissions:
             admitted = shown.get(admission.workload.key)
             if admitted is None:

@@ -61,6 +61,8 @@ def test_json_report_holds_the_promised_keys_for_the_policy_and_each_baseline(
     assert report["per_community"]["y"]["wait_mean_s"] == 120
     assert report["preemptions"] == 2
     assert (report["max_restarts"], report["restarted_jobs"]) == (1, 2)
+    assert report["preemptions_by_reason"] == report["first_restarts_by_reason"] == {"FairShare": 2}
+    assert "preemptions_by_reason" not in report["baselines"]["fifo"]
     # each victim redoes its 600 s (no checkpoint yet) and reloads 60 s; y's 2 GPUs sat
     # idle through the grace period; over all GPU-seconds held
     lost = 2 * (600 + 60) + 2 * 120
