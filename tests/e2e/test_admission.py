@@ -96,6 +96,9 @@ def model_body(
 class Cluster:
     """Reads and writes of the test, as the cluster admin."""
 
+    #: the pool that :meth:`pool` and :meth:`patch_pool` read and write
+    pool_name = POOL
+
     def __init__(self, api_client: Any, op: OperatorProcess) -> None:
         self.objs = client.CustomObjectsApi(api_client)
         self.core = client.CoreV1Api(api_client)
@@ -129,7 +132,7 @@ class Cluster:
 
     def pool(self) -> dict[str, Any]:
         obj: dict[str, Any] = self.objs.get_cluster_custom_object(
-            GROUP, VERSION, "computepools", POOL
+            GROUP, VERSION, "computepools", self.pool_name
         )
         return obj
 
@@ -138,7 +141,7 @@ class Cluster:
             GROUP,
             VERSION,
             "computepools",
-            POOL,
+            self.pool_name,
             patch,
             _content_type="application/json-patch+json",
         )

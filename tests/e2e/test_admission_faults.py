@@ -54,21 +54,7 @@ SERVE_TIMEOUT_S = 300
 class FaultCluster(Cluster):
     """The admission tests' reads and writes, on this module's pool."""
 
-    def pool(self) -> dict[str, Any]:
-        obj: dict[str, Any] = self.objs.get_cluster_custom_object(
-            GROUP, VERSION, "computepools", POOL
-        )
-        return obj
-
-    def patch_pool(self, patch: list[dict[str, Any]]) -> None:
-        self.objs.patch_cluster_custom_object(
-            GROUP,
-            VERSION,
-            "computepools",
-            POOL,
-            patch,
-            _content_type="application/json-patch+json",
-        )
+    pool_name = POOL
 
     def operator_now(self) -> float:
         """The operator's wall clock (epoch seconds): this machine's, moved by the tests."""

@@ -206,13 +206,9 @@ class Actions:
 
     def follow_job(self, view: ModelView, run: int, overdue: bool) -> Outcome | None:
         backend = self.backend()
-        cluster = backend.find(self.ref(view, Role.TRAINING))
-        if cluster is None:
-            return Outcome("failed", run, "the Ray cluster of the job is gone")
-        state = backend.status(cluster)
-        if state.phase in (ClusterPhase.FAILED, ClusterPhase.GONE):
-            backend.teardown(cluster)
-            return Outcome("failed", run, f"the Ray cluster died: {state.message}")
+        cluster = self._alive(backend, view, Role.TRAINING, run)
+        if isinstance(cluster, Outcome):
+            return cluster
         sid = str(view.status.get("rayJobId") or "")
         if overdue:
             backend.stop_job(cluster, sid)
@@ -235,13 +231,9 @@ class Actions:
 
     def follow_serve(self, view: ModelView, run: int) -> Outcome | None:
         backend = self.backend()
-        cluster = backend.find(self.ref(view, Role.SERVING))
-        if cluster is None:
-            return Outcome("failed", run, "the Ray cluster of the endpoint is gone")
-        state = backend.status(cluster)
-        if state.phase in (ClusterPhase.FAILED, ClusterPhase.GONE):
-            backend.teardown(cluster)
-            return Outcome("failed", run, f"the Ray cluster died: {state.message}")
+        cluster = self._alive(backend, view, Role.SERVING, run)
+        if isinstance(cluster, Outcome):
+            return cluster
         try:
             report = backend.serve(cluster, view.name)
         except Exception:
@@ -261,6 +253,17 @@ class Actions:
             backend.teardown(cluster)
             return Outcome("failed", run, f"Serve unhealthy for {SERVE_TIMEOUT_S:g} s: {why}")
         return Outcome("unhealthy", run, why)
+
+    def _alive(
+        self, backend: ClusterBackend, view: ModelView, role: Role, run: int
+    ) -> ClusterHandle | Outcome:
+        """The model's cluster for ``role``, or the failed attempt if it is gone or died."""
+        cluster = backend.find(self.ref(view, role))
+        if cluster is None:
+            what = "job" if role is Role.TRAINING else "endpoint"
+            return Outcome("failed", run, f"the Ray cluster of the {what} is gone")
+        died = self._died(backend, cluster, run)
+        return cluster if died is None else died
 
     def _died(self, backend: ClusterBackend, cluster: ClusterHandle, run: int) -> Outcome | None:
         """After a failed call: a failed attempt, its cluster torn down, if the cluster died
