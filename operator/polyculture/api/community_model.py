@@ -242,6 +242,12 @@ class Training(SpecModel):
         "Schemes: file (local backend; with the kubernetes backend only under "
         "/var/lib/polyculture/), s3, gs, abfs, hdfs.",
     )
+    checkpoint_interval: PositiveDuration | None = Field(
+        default=None,
+        alias="checkpointInterval",
+        description="How often the job saves a checkpoint (e.g. 30m). Fair-share preemption "
+        "then prefers runs that lose least work; unset, a whole run counts as at risk.",
+    )
     max_attempts: int = Field(
         default=3,
         ge=1,

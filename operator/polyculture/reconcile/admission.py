@@ -236,6 +236,15 @@ def workload_of(view: ModelView) -> Workload:
     )
 
 
+def checkpoint_interval_s(view: ModelView) -> float:
+    """Seconds between the training's checkpoints (``spec.training.checkpointInterval``); 0
+    when unset or serving: the core then counts the whole run as at risk."""
+    t = view.spec.training
+    if view.stage != TRAINING or t is None or t.checkpoint_interval is None:
+        return 0.0
+    return parse_duration(t.checkpoint_interval).total_seconds()
+
+
 def restarts_of(view: ModelView) -> int:
     """Times the model's training was admitted again without a failure before (preempted,
     reclaimed, or its cluster could not start): ``run - 1 - attempts`` from the status. A
@@ -310,8 +319,9 @@ def snapshot(
                     workload,
                     placement_nodes(admission, workload.gpus_per_worker),
                     epoch(admission.get("admittedAt"), now.timestamp()),
-                    # the status records no checkpoint time: the whole run counts as at risk
+                    # no checkpoint time is recorded: checkpoints every interval since admission
                     restarts=restarts_of(view),
+                    checkpoint_interval_s=checkpoint_interval_s(view),
                 )
             )
         elif view.queueable:
