@@ -333,6 +333,7 @@ def _credit(path: Path) -> str:
 _SHOWN = (
     ("utilization_contended", "{:.3f}"),
     ("jain_contended", "{:.3f}"),
+    ("jain_span", "{:.3f}"),
     ("sharing_incentive_fraction", "{:.3f}"),
     ("sharing_incentive_grace_fraction", "{:.3f}"),
     ("wait_p50_s", "{:.0f}"),

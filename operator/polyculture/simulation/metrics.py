@@ -19,6 +19,13 @@ its demand, and ``C`` the pool's GPUs.
   ``J_i = (sum x)^2 / (n * sum x^2)`` of ``x_c = a_ic / e_ic`` over the ``n`` communities with
   ``e_ic > 0``; ``jain_contended`` is the ``dt``-weighted mean of ``J_i``. 1 means every
   contending community holds the same fraction of its entitlement.
+- **jain_span**: Jain's index over the contended span as a whole, of
+  ``X_c = sum_i dt_i a_ic / sum_i dt_i e_ic`` (sums over contended intervals) over the
+  communities with ``sum_i dt_i e_ic > 0``: whether each community received, over the
+  replay, the same fraction of the GPU-time it was entitled to. ``jain_contended`` judges
+  every instant; a gang larger than its community's entitlement (a fifth of a five-community
+  pool, gangs up to half of it) makes the instantaneous ratios unequal whatever the order,
+  and a pool can then be fair only over time, which this measures. Both are reported.
 - **wait** of a job: total time queued — from arrival to first start, plus from each
   preemption to the next start (a start delayed by a victim's grace period counts from when
   it runs). A job that never starts — never served: unplaceable, or still queued when the
@@ -136,25 +143,36 @@ def jain(x: Array, mask: npt.NDArray[np.bool_]) -> Array:
 
 
 def fairness(result: Replay, config: Mapping[str, CommunityConfig]) -> dict[str, float]:
-    """``contended_fraction``, ``utilization_contended`` and ``jain_contended`` of ``result``."""
+    """``contended_fraction``, ``utilization_contended``, ``jain_contended`` and ``jain_span``
+    of ``result``."""
     arrays = steps(result)
     total = arrays.dt.sum()
     contended = (arrays.demand.sum(axis=1) >= result.capacity) & (arrays.dt > 0)
     contended_time = arrays.dt[contended].sum()
     if contended_time <= 0:
-        return {"contended_fraction": 0.0, "utilization_contended": 1.0, "jain_contended": 1.0}
+        return {
+            "contended_fraction": 0.0,
+            "utilization_contended": 1.0,
+            "jain_contended": 1.0,
+            "jain_span": 1.0,
+        }
     used = (arrays.allocated[contended].sum(axis=1) * arrays.dt[contended]).sum()
     entitled = entitlements(arrays.demand[contended], result.capacity, result.communities, config)
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = np.where(entitled > 0, arrays.allocated[contended] / entitled, 0.0)
     index = jain(ratio, entitled > 0)
     weights = np.where(np.isnan(index), 0.0, arrays.dt[contended])
+    # over the span: each community's GPU-time held over GPU-time entitled
+    dt = arrays.dt[contended][:, None]
+    held, owed = (arrays.allocated[contended] * dt).sum(axis=0), (entitled * dt).sum(axis=0)
+    span = jain((held / np.where(owed > 0, owed, 1.0))[None, :], (owed > 0)[None, :])[0]
     return {
         "contended_fraction": float(contended_time / total) if total > 0 else 0.0,
         "utilization_contended": float(used / (result.capacity * contended_time)),
         "jain_contended": float(np.nansum(index * weights) / weights.sum())
         if weights.sum() > 0
         else 1.0,
+        "jain_span": 1.0 if np.isnan(span) else float(span),
     }
 
 

@@ -19,6 +19,7 @@ PHILLY = Path(__file__).resolve().parent / "data" / "philly-head.csv"
 KEYS = {
     "utilization_contended",
     "jain_contended",
+    "jain_span",
     "sharing_incentive_fraction",
     "sharing_incentive_grace_fraction",
     "wait_p50_s",

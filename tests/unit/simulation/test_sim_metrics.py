@@ -79,7 +79,22 @@ def test_a_pool_never_contended_is_fair_and_fully_used_by_convention() -> None:
         "contended_fraction": 0.0,
         "utilization_contended": 1.0,
         "jain_contended": 1.0,
+        "jain_span": 1.0,
     }
+
+
+def test_jain_span_compares_gpu_time_held_with_gpu_time_entitled() -> None:
+    # over the contended [0, 30): x held 2*10 + 4*20 = 100 of 2*10 + 3*20 = 80 entitled
+    # (1.25), y held 1*10 of 2*10 + 1*20 = 40 (0.25): J = 1.5^2 / (2 * (1.5625 + 0.0625))
+    measured = metrics.fairness(replay_of(TIMELINE, 4, {}), {})
+    assert measured["jain_span"] == pytest.approx(1.5**2 / (2 * 1.625))
+    # the same GPU-time over the span, however unequal at each instant: fair over time
+    turns = Timeline(
+        times=[0.0, 10.0, 20.0], allocated=[(4, 0), (0, 4), (0, 0)], pending=[(4, 4)] * 3, end=20
+    )
+    over_time = metrics.fairness(replay_of(turns, 4, {}), {})
+    assert over_time["jain_span"] == pytest.approx(1.0)
+    assert over_time["jain_contended"] == pytest.approx(0.5)
 
 
 @pytest.mark.parametrize(
