@@ -4,13 +4,16 @@
 fair share) and says why everything else waits. No kopf, no Kubernetes client, no Ray, no
 clock: ``now`` comes in the snapshot. The policies are described in ``DESIGN.md`` next to this
 file, one module each: ``capacity``, ``entitlement``, ``ordering``, ``placement``,
-``preemption``, ``consolidation``, ``reasons``, ``usage``; ``cycle`` ties them together.
+``preemption``, ``consolidation``, ``reasons``, ``usage``; ``intake`` reads a snapshot into
+dense ids and ``cycle`` ties them together.
 ``testing`` holds fluent builders of snapshots for tests, the benchmark and the simulator.
 """
 
-from polyculture.scheduling.cycle import FAIR_SHARE, OWNER_RECLAIM, schedule
+from polyculture.scheduling.cycle import schedule
 from polyculture.scheduling.entitlement import water_fill
 from polyculture.scheduling.snapshot import (
+    FAIR_SHARE,
+    OWNER_RECLAIM,
     Admission,
     Community,
     Decisions,

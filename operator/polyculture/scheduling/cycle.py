@@ -11,8 +11,9 @@ that needs whole blocks, then preemption plus moves), else record why it waits
 waiting, because GPUs freed beyond what the preemptor used may now fit one of them; the
 final pass preempts nothing, so the result is work-conserving.
 
-Everything in the hot loop is an int, a float or a list indexed by dense ids; objects are
-built only for the decisions themselves.
+``intake`` reads the snapshot into dense ids first; ``searches`` remembers the failed
+preemption searches of the cycle. Everything in the hot loop is an int, a float or a list
+indexed by dense ids; objects are built only for the decisions themselves.
 """
 
 from __future__ import annotations
@@ -21,11 +22,11 @@ import heapq
 from types import MappingProxyType
 
 from polyculture.scheduling import reasons
-from polyculture.scheduling.capacity import index_pool
 from polyculture.scheduling.consolidation import consolidate, movable_by_node
 from polyculture.scheduling.entitlement import EPSILON
-from polyculture.scheduling.ordering import community_key, delay_left, workload_order
-from polyculture.scheduling.placement import fitting_shapes, place
+from polyculture.scheduling.intake import Entry, Intake
+from polyculture.scheduling.ordering import community_key, delay_left
+from polyculture.scheduling.placement import place
 from polyculture.scheduling.preemption import (
     Live,
     Rule,
@@ -37,12 +38,13 @@ from polyculture.scheduling.preemption import (
     keep_used,
     undo,
     victims_per_node,
-    work_at_risk,
 )
+from polyculture.scheduling.searches import FailedSearches
 from polyculture.scheduling.shares import Shares
 from polyculture.scheduling.snapshot import (
+    CONSOLIDATION,
+    FAIR_SHARE,
     Admission,
-    Community,
     Decisions,
     Preemption,
     Snapshot,
@@ -50,16 +52,8 @@ from polyculture.scheduling.snapshot import (
     Workload,
 )
 
-OWNER_RECLAIM = "OwnerReclaim"
-FAIR_SHARE = "FairShare"
-CONSOLIDATION = "Consolidation"
-
 _Why = reasons.Why
-#: a queued workload with the shapes that could ever hold it (cheapest first) or why none can
-_Entry = tuple[Workload, list[int], _Why | None]
-_Moves = list[tuple[int, int]]
-#: see ``_Cycle._failures``
-_Failure = tuple[tuple[int, int], int, _Moves, _Moves | None, set[int]]
+_Entry = Entry
 
 
 def schedule(snapshot: Snapshot) -> Decisions:
@@ -77,16 +71,15 @@ class _Cycle:
     def __init__(self, snapshot: Snapshot) -> None:
         self.snapshot = snapshot
         self.policy = snapshot.policy
-        self._index_communities()
-        self.pool = pool = index_pool(snapshot.nodes, self.policy.gpu_classes)
+        intake = self.intake = Intake(snapshot)
+        self.communities, self.cid = intake.communities, intake.cid
+        self.pool = pool = intake.pool
         self.index, self.shapes, self.node_names = pool.index, pool.shapes, pool.names
-        self.own_owners = [
-            tuple(pool.owner_id[o] for o in c.owners if o in pool.owner_id)
-            for c in self.communities
-        ]
-        self.preemptions: list[Preemption] = []
-        pool.open(self._count_running())
-        self._fit_cache: dict[tuple[str | None, int, int, int], tuple[list[int], _Why | None]] = {}
+        self.own_owners = intake.own_owners
+        self.alloc, self.live, self.queues = intake.alloc, intake.live, intake.queues
+        self.unknown = intake.unknown
+        self.preemptions: list[Preemption] = intake.reclaimed
+        self._fit, self._cheapest_units = intake.fit, intake.cheapest_units
         now, shape_of = snapshot.now, pool.shape_of
         self.candidates = candidates_by_shape(
             self.live, shape_of, len(self.shapes), self.policy, now
@@ -96,7 +89,7 @@ class _Cycle:
         #: the same candidates per community id (built with ``_victims_on_node``)
         self._by_community: list[list[Live]] = [[] for _ in self.communities]
         self._lowest_priority = 0
-        self.shares = Shares(self.communities, self._queue_pending(), pool.capacity, self.policy)
+        self.shares = Shares(self.communities, intake.demand, pool.capacity, self.policy)
         #: movable workloads per node and their count per shape (consolidation): only of
         #: communities above their nominal share (DESIGN.md, "Consolidation")
         above = self.shares.above_nominal(self.alloc)
@@ -110,90 +103,13 @@ class _Cycle:
         self.moves: list[Admission] = []
         self.preempted_in_pass = False
         self.preempted_shapes: set[int] = set()
-        #: (shape, GPUs per worker, strict rule?) -> (index version, fewest workers that
-        #: failed to preempt)
-        self._memo: dict[tuple[int, int, bool], tuple[int, int]] = {}
-        #: the same for consolidation
+        #: failed preemption searches (memoised, replayed)
+        self.searches = FailedSearches(self.index)
+        #: (shape, GPUs per worker) -> (index version, fewest workers that failed to move)
         self._move_memo: dict[tuple[int, int], tuple[int, int]] = {}
         #: (community, fitting shapes, workers, GPUs per worker, serving?) -> index version
         #: at which restarting others failed without changing anything (_restart_others)
         self._unmoved: dict[tuple[int, int, int, int, bool], int] = {}
-        #: (shape, GPUs per worker, strict rule?) -> (decisions made so far, fewest workers
-        #: that failed, the index moves of the failed search's greedy pass and of its
-        #: one-victim pass (None if it did not run), the communities it could not take
-        #: victims from): see _replay_failure
-        self._failures: dict[tuple[int, int, bool], _Failure] = {}
-
-    def _index_communities(self) -> None:
-        """Communities ranked by name (the last tie-breaker of the order), first of a name."""
-        by_name: dict[str, Community] = {}
-        for community in self.snapshot.communities:
-            by_name.setdefault(community.name, community)
-        self.communities = [by_name[name] for name in sorted(by_name)]
-        self.cid = {c.name: i for i, c in enumerate(self.communities)}
-
-    def _count_running(self) -> list[int]:
-        """Reclaim the running workloads that touch unavailable nodes; count the others in
-        ``alloc`` and ``live``. Returns the GPUs used per node."""
-        pool = self.pool
-        weight_of = pool.weight_of
-        # a placement on any other node is reclaimed
-        usable = pool.available_id
-        alloc = self.alloc = [0.0] * len(self.communities)
-        lives: list[Live] = []
-        self.live = lives
-        used = [0] * len(pool.nodes)
-        now, cid = self.snapshot.now, self.cid
-        for r in self.snapshot.running:
-            placement = r.placement
-            if len(placement) == 1:  # most workloads: one worker
-                ids = [usable.get(placement[0], -1)]
-            else:
-                ids = [usable.get(name, -1) for name in placement]
-            if -1 in ids:
-                self.preemptions.append(Preemption(r, OWNER_RECLAIM))
-                continue
-            g = r.workload.gpus_per_worker
-            for i in ids:
-                used[i] += g
-            units = g * (weight_of[ids[0]] if len(ids) == 1 else sum(weight_of[i] for i in ids))
-            c = cid.get(r.workload.community, -1)
-            if c >= 0:
-                alloc[c] += units
-            lives.append(Live(r, c, ids, g, units, work_at_risk(r, now)))
-        return used
-
-    def _queue_pending(self) -> list[float]:
-        """Queue the pending workloads per community in workload order; returns the demand
-        (running plus waiting that could ever fit, as the next cycle will count it)."""
-        self.queues: list[list[_Entry]] = [[] for _ in self.communities]
-        self.unknown: list[Workload] = []
-        demand = list(self.alloc)
-        for w in self.snapshot.pending:
-            c = self.cid.get(w.community, -1)
-            if c < 0:
-                self.unknown.append(w)
-                continue
-            fitting, why = self._fit(w)
-            self.queues[c].append((w, fitting, why))
-            if fitting:
-                demand[c] += w.gpus * self.shapes[fitting[0]].weight
-        # the caller queues a reclaimed workload again: the next cycle counts it as waiting
-        for p in self.preemptions:
-            c = self.cid.get(p.running.workload.community, -1)
-            if c >= 0:
-                demand[c] += self._cheapest_units(p.running.workload)
-        for q in self.queues:
-            q.sort(key=lambda entry: workload_order(entry[0]))
-        return demand
-
-    def _fit(self, w: Workload) -> tuple[list[int], _Why | None]:
-        """``placement.fitting_shapes``, once per kind of workload."""
-        key = (w.gpu_class, w.min_gpu_memory_mib, w.workers, w.gpus_per_worker)
-        cached = self._fit_cache.get(key)
-        if cached is None:
-            cached = self._fit_cache[key] = fitting_shapes(self.pool, w)
-        return cached
 
     def run(self) -> Decisions:
         queues = self.queues
@@ -348,10 +264,7 @@ class _Cycle:
         units = n * g * self.shapes[s].weight
         if self.alloc[c] + units > self.entitled[c] + EPSILON or not self.candidates[s]:
             return False
-        memo = self._memo.get((s, g, strict))
-        if memo is not None and memo[0] == self.index.version and memo[1] <= n:
-            return False
-        if self._replay_failure(c, s, n, g, strict):
+        if self.searches.known((s, g, strict), n) or self._replay_failure(c, s, n, g, strict):
             return False
         token = (len(self.admissions), len(self.preemptions))
         journal: list[tuple[int, int]] = []
@@ -367,11 +280,15 @@ class _Cycle:
                 self._record_victims(w, victims)
                 return True
         if victims is None:
-            self._memo[(s, g, strict)] = (self.index.version, n)
-            if replayable:
-                greedy = journal[: report.greedy_moves]
-                single = journal[report.greedy_moves :] if report.skipped - {c} else None
-                self._failures[(s, g, strict)] = (token, n, greedy, single, report.skipped)
+            self.searches.record(
+                (s, g, strict),
+                n,
+                preemptor=c,
+                token=token,
+                journal=journal,
+                report=report,
+                replayable=replayable,
+            )
             return False
         self._record_victims(w, victims)
         self._admit(w, c, s, units)
@@ -415,25 +332,9 @@ class _Cycle:
         return victims, journal is not None and len(journal) == moved
 
     def _replay_failure(self, c: int, s: int, n: int, g: int, strict: bool) -> bool:
-        """Whether a search for ``g`` GPUs per worker on shape ``s`` under the same rule failed
-        since the last decision, for at most ``n`` workers, with replayable moves. Then the
-        search for community ``c`` fails too, and its moves are made again as it would make
-        them: neither preemptor may give a victim (both are within their entitlement), so
-        only whether the one-victim pass runs depends on which one asks (``Search``)."""
-        failed = self._failures.get((s, g, strict))
-        if failed is None or failed[0] != (len(self.admissions), len(self.preemptions)):
-            return False
-        _, fewest, greedy, single, skipped = failed
-        if fewest > n:
-            return False
-        starved = bool(skipped - {c})
-        if starved and single is None:
-            return False  # the search that failed did not run its one-victim pass
-        self.index.replay(greedy)
-        if starved and single is not None:
-            self.index.replay(single)
-        self._memo[(s, g, strict)] = (self.index.version, n)
-        return True
+        """``FailedSearches.replay`` for community ``c`` (a hook the tests turn off)."""
+        token = (len(self.admissions), len(self.preemptions))
+        return self.searches.replay((s, g, strict), n, c, token)
 
     def _record_victims(self, w: Workload, victims: list[Live]) -> None:
         shape_of = self.index.shape_of
@@ -540,11 +441,6 @@ class _Cycle:
         self.admissions.append(Admission(w, tuple(names[i] for i in nodes)))
         self._charge(w, c, units)
 
-    def _cheapest_units(self, w: Workload) -> float:
-        """What demand counts for ``w`` while it waits: its units on its cheapest shape."""
-        fitting = self._fit(w)[0]
-        return w.gpus * self.shapes[fitting[0]].weight if fitting else 0.0
-
     def _charge(self, w: Workload, c: int, units: float) -> None:
         """Charge community ``c`` the units ``w`` holds on the shape it is placed on.
 
@@ -570,6 +466,9 @@ class _Cycle:
             out.append(Waiting(entry[0], *reason))
         for w in self.unknown:
             out.append(Waiting(w, *reasons.unknown_community(w.community)))
+        if self.intake.behind:
+            behind = reasons.behind_in_queue(self.policy.lookahead)
+            out += [Waiting(w, *behind) for w in self.intake.behind]
         names = [c.name for c in self.communities]
         return Decisions(
             admissions=tuple(self.admissions),

@@ -17,6 +17,7 @@ OVER_CAP: Final = "OverCap"
 FRAGMENTED: Final = "Fragmented"
 OVER_SHARE: Final = "OverShare"
 POOL_EXHAUSTED: Final = "PoolExhausted"
+BEHIND_IN_QUEUE: Final = "BehindInQueue"
 
 Reason = tuple[str, str]
 #: a reason formatted only once the cycle is over: (formatter, its arguments)
@@ -97,3 +98,11 @@ def pool_exhausted(
         why = f"may preempt in {delay_left_s:.0f} s (preemption delay)"
     what = _what(workers, gpus_per_worker, gpu_class)
     return POOL_EXHAUSTED, f"pool capacity exhausted: needs {what}, {free} {gpu_class} free, {why}"
+
+
+def behind_in_queue(lookahead: int) -> Reason:
+    return (
+        BEHIND_IN_QUEUE,
+        f"not tried this cycle: the community's first {lookahead} waiting workloads are "
+        "tried first (lookahead)",
+    )

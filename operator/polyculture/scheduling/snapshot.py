@@ -16,6 +16,11 @@ from typing import Literal
 
 Basis = Literal["weight", "contribution", "blend"]
 
+#: the reasons of a :class:`Preemption`
+OWNER_RECLAIM = "OwnerReclaim"
+FAIR_SHARE = "FairShare"
+CONSOLIDATION = "Consolidation"
+
 
 @dataclass(frozen=True, slots=True)
 class Node:
@@ -127,6 +132,10 @@ class Policy:
     #: a workload restarted this many times is no longer preempted for fair share or moved
     #: (owner reclaim still stops it); 0: no limit
     restart_limit: int = 0
+    #: at most this many of each community's pending workloads (in workload order) are
+    #: tried per cycle; the others wait as ``BehindInQueue`` and still count as demand.
+    #: 0: all are tried
+    lookahead: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,7 @@
     polyculture bench scheduler --nodes 1000 --gpus-per-node 8 --communities 100 \\
         --pending 10000 [--cycles 5] [--seed 1] [--json]
     polyculture bench scheduler --standard [--json]
-    polyculture bench scheduler --preset communities|kai [--cycles 5] [--json]
+    polyculture bench scheduler --preset communities|kai [--cycles 5] [--lookahead 8] [--json]
 
 A synthetic snapshot (seeded, so runs compare) has two GPU classes (3/4 ``H100``, 1/4 ``A10``
 worth half), one owner per ten nodes crediting communities round-robin, 1% of nodes
@@ -11,7 +11,8 @@ reclaimed, the pool about 70% busy with running workloads of mixed age, and the 
 workloads spread over the communities: mostly single workers of 1-8 GPUs, some gangs, some
 serving, some pinned to a class or a memory size. Weights, guarantees, caps and usage vary.
 Each timed cycle is one :func:`polyculture.scheduling.schedule` call on that snapshot
-(building the snapshot is not timed); one warm-up cycle runs first.
+(building the snapshot is not timed); one warm-up cycle runs first. ``--lookahead N`` sets
+``Policy.lookahead`` (only the first N pending workloads of each community are tried).
 
 ``--standard`` runs the sizes of issue 4 (1,000 × 8 GPUs, 100 communities, 10,000 pending:
 target p50 ≤ 100 ms; 4,000 × 8, 100, 50,000: target p50 ≤ 1 s) and a growth table that
@@ -25,6 +26,7 @@ so unlike the scheduler itself it reads a clock (``time.perf_counter``).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import json
 import random
@@ -163,9 +165,17 @@ HEADER = " nodes gpus  comms pending running  p50 (ms)  p95 (ms) admitted preemp
 
 
 def bench(
-    *, nodes: int, gpus_per_node: int, communities: int, pending: int, cycles: int, seed: int
+    *,
+    nodes: int,
+    gpus_per_node: int,
+    communities: int,
+    pending: int,
+    cycles: int,
+    seed: int,
+    lookahead: int = 0,
 ) -> Result:
-    """Time ``cycles`` full cycles (after one warm-up) on one synthetic snapshot."""
+    """Time ``cycles`` full cycles (after one warm-up) on one synthetic snapshot
+    (``lookahead``: ``Policy.lookahead``, 0 for none)."""
     snap = synthetic_snapshot(
         nodes=nodes,
         gpus_per_node=gpus_per_node,
@@ -173,6 +183,10 @@ def bench(
         pending=pending,
         seed=seed,
     )
+    if lookahead:
+        snap = dataclasses.replace(
+            snap, policy=dataclasses.replace(snap.policy, lookahead=lookahead)
+        )
     decisions = schedule(snap)  # warm-up
     times: list[float] = []
     for _ in range(cycles):
@@ -229,6 +243,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--cycles", type=int, default=5, help="timed cycles (default 5)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
+        "--lookahead",
+        type=int,
+        default=0,
+        help="Policy.lookahead: pending workloads tried per community and cycle (0: all)",
+    )
+    parser.add_argument(
         "--standard",
         action="store_true",
         help="the sizes of issue 4 and a growth table, one dimension at a time",
@@ -259,8 +279,9 @@ def main(argv: list[str]) -> int:
         if getattr(args, name) < 1:
             print(f"polyculture bench: --{name.replace('_', '-')} must be >= 1", file=sys.stderr)
             return 2
-    if args.pending < 0:
-        print("polyculture bench: --pending must be >= 0", file=sys.stderr)
+    if args.pending < 0 or args.lookahead < 0:
+        name = "--pending" if args.pending < 0 else "--lookahead"
+        print(f"polyculture bench: {name} must be >= 0", file=sys.stderr)
         return 2
     if args.standard:
         sizes = [BASE, LARGE, *GROWTH]
@@ -274,11 +295,18 @@ def main(argv: list[str]) -> int:
     failed = False
     for n, g, c, p in sizes:
         result = bench(
-            nodes=n, gpus_per_node=g, communities=c, pending=p, cycles=args.cycles, seed=args.seed
+            nodes=n,
+            gpus_per_node=g,
+            communities=c,
+            pending=p,
+            cycles=args.cycles,
+            seed=args.seed,
+            lookahead=args.lookahead,
         )
         record: dict[str, Any] = {
             name: getattr(result, name) for name in Result.__dataclass_fields__
         }
+        record["lookahead"] = args.lookahead
         target = TARGETS_MS.get((n, g, c, p)) if args.standard or args.preset else None
         if target is not None:
             record["target_ms_p50"] = target

@@ -25,13 +25,25 @@ def test_json_output_has_the_figures(capsys: pytest.CaptureFixture[str]) -> None
     assert out["admitted"] > 0
 
 
+def test_lookahead_leaves_the_rest_of_each_queue_waiting(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["scheduler", *SMALL, "--cycles", "1", "--lookahead", "2", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["lookahead"] == 2
+    # four communities, at most two tried each
+    assert 0 < out["admitted"] <= 8 and out["admitted"] + out["waiting"] == 60
+
+
 def test_table_output_through_the_cli(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["bench", "scheduler", *SMALL, "--cycles", "1"]) == 0
     header, row = capsys.readouterr().out.strip().splitlines()
     assert "p50 (ms)" in header and row.split()[:4] == ["20", "8", "4", "60"]
 
 
-@pytest.mark.parametrize("bad", [["--nodes", "0"], ["--cycles", "0"], ["--pending", "-1"]])
+@pytest.mark.parametrize(
+    "bad", [["--nodes", "0"], ["--cycles", "0"], ["--pending", "-1"], ["--lookahead", "-1"]]
+)
 def test_bad_sizes_are_refused(bad: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["scheduler", *bad]) == 2
     assert "must be" in capsys.readouterr().err
