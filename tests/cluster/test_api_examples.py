@@ -135,6 +135,7 @@ def test_defaults_appear_on_the_stored_pool(examples: ControlPlane) -> None:
             "basis": "weight",
             "contributionShare": 0.5,
             "usageHalfLife": "7d",
+            "reservation": False,
             "preemption": {
                 "enabled": True,
                 "reclaimBorrowed": True,

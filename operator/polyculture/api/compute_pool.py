@@ -329,6 +329,13 @@ class FairShare(SpecModel):
         alias="usageHalfLife",
         description="Half-life of remembered usage and contribution (e.g. 7d).",
     )
+    reservation: bool = Field(
+        default=False,
+        description="true: free GPUs are held for the first workload that waits for room "
+        "while its community is below its entitlement and owed GPU-time (its decayed usage "
+        "below its weighted share), so that a gang larger than its share can start; costs "
+        "idle GPUs while they gather.",
+    )
     preemption: Preemption = Field(default_factory=Preemption, json_schema_extra={"default": {}})
     gpu_classes: list[GPUClass] = Field(
         default_factory=list,

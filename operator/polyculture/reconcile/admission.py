@@ -158,6 +158,7 @@ def policy_of(spec: ComputePoolSpec) -> Policy:
         restart_limit=fair.preemption.restart_limit,
         # within its nominal share a workload preempts at once (Policy.reclaim_delay_s 0)
         preemption_delay_s=parse_duration(fair.preemption.delay).total_seconds(),
+        reservation=fair.reservation,
     )
 
 

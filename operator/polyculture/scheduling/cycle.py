@@ -39,6 +39,7 @@ from polyculture.scheduling.preemption import (
     undo,
     victims_per_node,
 )
+from polyculture.scheduling.reservation import Reservation
 from polyculture.scheduling.searches import FailedSearches
 from polyculture.scheduling.shares import Shares
 from polyculture.scheduling.snapshot import (
@@ -110,6 +111,12 @@ class _Cycle:
         #: (community, fitting shapes, workers, GPUs per worker, serving?) -> index version
         #: at which restarting others failed without changing anything (_restart_others)
         self._unmoved: dict[tuple[int, int, int, int, bool], int] = {}
+        #: GPUs held for a workload owed GPU-time (``reservation``)
+        self.held = (
+            Reservation(self.index, self.communities, self.shares.weights)
+            if self.policy.reservation
+            else None
+        )
 
     def run(self) -> Decisions:
         queues = self.queues
@@ -138,6 +145,9 @@ class _Cycle:
                 why = self._attempt(entry, c)
                 if why is not None:
                     waiting.append((entry, why))
+                    held = self.held and self.held.consider(entry, c, why, alloc[c], entitled[c])
+                    if held:  # the failed searches' recorded moves are stale now
+                        self.searches = FailedSearches(self.index)
                 if at[c] < len(q):
                     key = community_key(alloc[c], entitled[c], usage[c], q[at[c]][0], c)
                     top = heapq.heappushpop(heap, key)
@@ -146,6 +156,8 @@ class _Cycle:
             if not self.preempted_in_pass:
                 settled += waiting
                 break
+            if self.held:
+                self.held.release()  # chosen again in the next pass
             # Only GPUs a preemption freed and its preemptor left over can change the outcome
             # for a workload already passed over: retry those that could use them.
             leftover = {s for s in self.preempted_shapes if self.index.free_total[s] > 0}

@@ -136,6 +136,9 @@ class Policy:
     #: tried per cycle; the others wait as ``BehindInQueue`` and still count as demand.
     #: 0: all are tried
     lookahead: int = 0
+    #: hold free GPUs for the first workload that waits for room while its community is below
+    #: its entitlement and owed GPU-time (decayed usage below its weighted share)
+    reservation: bool = False
 
 
 @dataclass(frozen=True, slots=True)

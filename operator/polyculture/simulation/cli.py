@@ -120,6 +120,13 @@ def parser() -> argparse.ArgumentParser:
         "share or moved (default 0: no limit)",
     )
     parse.add_argument(
+        "--reservation",
+        action="store_true",
+        help="fair policy: hold free GPUs for the first job that waits for room while its "
+        "community is below its entitlement and owed GPU-time (decayed usage below its "
+        "weighted share), so that GPUs freeing up gather for it (default: off)",
+    )
+    parse.add_argument(
         "--victim-order",
         choices=("cost", "start"),
         default="cost",
@@ -219,6 +226,7 @@ def run(trace: Trace, args: argparse.Namespace) -> tuple[dict[str, object], dict
                 preemption_delay_s=args.preemption_delay,
                 reclaim_delay_s=args.reclaim_delay,
                 restart_limit=args.restart_limit,
+                reservation=args.reservation,
                 victim_costs=args.victim_order == "cost",
                 checkpoint_interval_s=args.checkpoint_interval,
             )
@@ -287,6 +295,7 @@ def run(trace: Trace, args: argparse.Namespace) -> tuple[dict[str, object], dict
         "preemption_delay_s": args.preemption_delay,
         "reclaim_delay_s": args.reclaim_delay,
         "restart_limit": args.restart_limit,
+        "reservation": args.reservation,
         "victim_order": args.victim_order,
         "coop_communities": args.coop,
         "weights": args.weights,

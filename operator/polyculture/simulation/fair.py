@@ -33,6 +33,11 @@ scattered free GPUs — per worker in the largest free block of a node), and no 
 could be admitted by preemption — the core preempts only for a job that keeps its community
 within its entitlement, and only from a community above its own, so nothing is preempted
 when nobody is above its entitlement or nobody is short of it by a whole job.
+
+With ``reservation`` the core holds free GPUs for the first job (in its order) that waits for
+room in an owed community; so that the cut cannot change who that is, the core also sees the
+first job of each queue that the rules above leave out: the first job of a community that
+waits is then always shown.
 """
 
 from __future__ import annotations
@@ -82,6 +87,7 @@ class FairPolicy:
         preemption_delay_s: float = 0.0,
         reclaim_delay_s: float = 0.0,
         restart_limit: int = 0,
+        reservation: bool = False,
         checkpoint_interval_s: float = 0.0,
         victim_costs: bool = False,
     ) -> None:
@@ -99,6 +105,7 @@ class FairPolicy:
             preemption_delay_s=preemption_delay_s,
             reclaim_delay_s=reclaim_delay_s,
             restart_limit=restart_limit,
+            reservation=reservation,
         )
         #: whether the core is told each running job's restarts and checkpoints
         self._victim_costs = victim_costs
@@ -256,6 +263,12 @@ class FairPolicy:
                 if queue and (gpus <= spare or gpus <= deficit):
                     for jobstate in queue[: int(_PREFIX_FACTOR * most / gpus) + 1]:
                         shown[jobstate.job.key] = jobstate
+            if self._policy.reservation:
+                # and its first job not shown yet: it could be the first to wait, and hold
+                for jobstate in state.pending[name]:
+                    if jobstate.job.key not in shown:
+                        shown[jobstate.job.key] = jobstate
+                        break
         pending = [self._workload(jobstate) for jobstate in shown.values()]
         snapshot = Snapshot(
             nodes=self._nodes,

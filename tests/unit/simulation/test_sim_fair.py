@@ -99,16 +99,20 @@ def test_minimum_runtime_defers_preemption_to_when_the_victim_may_stop() -> None
     assert result.preemptions == 1
 
 
-@pytest.mark.parametrize("reclaim", [True, False], ids=["reclaim", "strict"])
+@pytest.mark.parametrize(
+    ("reclaim", "reservation"),
+    [(True, False), (False, False), (True, True)],
+    ids=["reclaim", "strict", "reservation"],
+)
 def test_the_queue_prefix_shown_to_the_core_changes_no_decision(
-    monkeypatch: pytest.MonkeyPatch, reclaim: bool
+    monkeypatch: pytest.MonkeyPatch, reclaim: bool, reservation: bool
 ) -> None:
     trace = load_philly(PHILLY, limit=600)
     nodes = build_pool(48)
 
     def decisions() -> list[tuple[float, tuple[str, ...], tuple[tuple[str, tuple[int, ...]], ...]]]:
         # the simulator's defaults: 10 minutes' minimum runtime, checkpoints, grace period
-        policy = FairPolicy(nodes, {}, reclaim=reclaim, min_runtime_s=600)
+        policy = FairPolicy(nodes, {}, reclaim=reclaim, min_runtime_s=600, reservation=reservation)
         seen = []
         decide = policy.cycle
 
