@@ -2,8 +2,7 @@
 
 Off by default (0: every pending workload is tried, as before). With a lookahead of ``k``,
 the first ``k`` workloads of each community in workload order are tried as before and the
-others wait as ``BehindInQueue``; demand still counts the whole queue, so entitlements are
-those of the unbounded cycle.
+others wait as ``BehindInQueue``; demand still counts the whole queue.
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ import pytest
 
 from polyculture.scheduling import Snapshot, Workload, reasons, schedule
 from polyculture.scheduling.ordering import workload_order
+from polyculture.scheduling.testing import make_nodes, make_snapshot, make_workload
 from polyculture.simulation.bench import synthetic_snapshot
 
 
@@ -42,7 +42,6 @@ def test_only_the_head_of_each_queue_is_tried(
     communities: int, pending: int, seed: int, k: int
 ) -> None:
     snap = _snap(communities, pending, seed)
-    unbounded = schedule(snap)
     bounded = schedule(_with(snap, k))
     heads = _heads(snap, k)
     assert bounded.admissions
@@ -57,8 +56,6 @@ def test_only_the_head_of_each_queue_is_tried(
         w.workload.key for w in bounded.waiting
     ]
     assert sorted(decided) == sorted(w.key for w in snap.pending)
-    # demand counts the whole queue: the same entitlements as without a lookahead
-    assert bounded.entitlements == unbounded.entitlements
 
 
 def test_a_lookahead_longer_than_every_queue_changes_nothing() -> None:
@@ -66,6 +63,28 @@ def test_a_lookahead_longer_than_every_queue_changes_nothing() -> None:
     longest = max(sum(w.community == c.name for w in snap.pending) for c in snap.communities)
     assert schedule(_with(snap, longest)) == schedule(snap)
     assert schedule(_with(snap, 0)) == schedule(snap)
+
+
+def test_demand_counts_the_whole_queue() -> None:
+    """Community b waits behind a full node with three workloads of 1 GPU; with a lookahead
+    of 1 its entitlement still counts all three (3 of 8, not 1)."""
+    snap = (
+        make_snapshot()
+        .nodes(*make_nodes("n", 1))
+        .communities("a", "b")
+        .running(make_workload("a/big", "a").gpus(8).running("n-0"))
+        .pending(*(make_workload(f"b/{i}", "b").created(i).obj() for i in range(3)))
+        .policy(preemption=False, lookahead=1)
+        .obj()
+    )
+    decisions = schedule(snap)
+    assert not decisions.admissions
+    assert dict(decisions.entitlements) == {"a": 5.0, "b": 3.0}
+    assert [(w.workload.key, w.reason) for w in decisions.waiting] == [
+        ("b/0", reasons.POOL_EXHAUSTED),
+        ("b/1", reasons.BEHIND_IN_QUEUE),
+        ("b/2", reasons.BEHIND_IN_QUEUE),
+    ]
 
 
 def test_the_default_is_unbounded() -> None:
