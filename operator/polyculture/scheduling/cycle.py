@@ -18,6 +18,7 @@ indexed by dense ids; objects are built only for the decisions themselves.
 
 from __future__ import annotations
 
+import gc
 import heapq
 from types import MappingProxyType
 
@@ -49,7 +50,6 @@ from polyculture.scheduling.snapshot import (
     Decisions,
     Preemption,
     Snapshot,
-    Waiting,
     Workload,
 )
 
@@ -61,9 +61,19 @@ def schedule(snapshot: Snapshot) -> Decisions:
     """Decide admissions, preemptions and waiting reasons for one pool at ``snapshot.now``.
 
     Pure and deterministic: the same snapshot gives equal decisions. See ``DESIGN.md`` for
-    the policies and the invariants they keep.
+    the policies and the invariants they keep. Python's cyclic garbage collector is paused
+    while it runs (if it was on): a cycle makes many short-lived objects and no reference
+    cycles, and each collection of an older generation would walk the whole snapshot
+    (``DESIGN.md``, "Speed").
     """
-    return _Cycle(snapshot).run()
+    pause = gc.isenabled()
+    if pause:
+        gc.disable()
+    try:
+        return _Cycle(snapshot).run()
+    finally:
+        if pause:
+            gc.enable()
 
 
 class _Cycle:
@@ -468,24 +478,12 @@ class _Cycle:
 
     def _decisions(self, waiting: list[tuple[_Entry, _Why]]) -> Decisions:
         self.shares.refresh()
-        out: list[Waiting] = []
-        # thousands of waiting workloads share a handful of reasons: format each once
-        formatted: dict[_Why, reasons.Reason] = {}
-        for entry, why in waiting:
-            reason = formatted.get(why)
-            if reason is None:
-                reason = formatted[why] = why[0](*why[1])
-            out.append(Waiting(entry[0], *reason))
-        for w in self.unknown:
-            out.append(Waiting(w, *reasons.unknown_community(w.community)))
-        if self.intake.behind:
-            behind = reasons.behind_in_queue(self.policy.lookahead)
-            out += [Waiting(w, *behind) for w in self.intake.behind]
+        out = self.intake.waiting(waiting, self.policy.lookahead)
         names = [c.name for c in self.communities]
         return Decisions(
             admissions=tuple(self.admissions),
             preemptions=tuple(self.preemptions),
-            waiting=tuple(out),
+            waiting=out,
             entitlements=MappingProxyType(dict(zip(names, self.entitled, strict=True))),
             allocated=MappingProxyType(dict(zip(names, self.alloc, strict=True))),
             moves=tuple(self.moves),

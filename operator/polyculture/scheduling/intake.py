@@ -22,6 +22,7 @@ from polyculture.scheduling.snapshot import (
     Community,
     Preemption,
     Snapshot,
+    Waiting,
     Workload,
 )
 
@@ -126,3 +127,23 @@ class Intake:
         """What demand counts for ``w`` while it waits: its units on its cheapest shape."""
         fitting = self.fit(w)[0]
         return w.gpus * self.pool.shapes[fitting[0]].weight if fitting else 0.0
+
+    def waiting(
+        self, settled: list[tuple[Entry, reasons.Why]], lookahead: int
+    ) -> tuple[Waiting, ...]:
+        """The waiting workloads with their reasons: ``settled`` (the cycle's, in order), then
+        those of unknown communities, then those behind the ``lookahead``."""
+        out: list[Waiting] = []
+        # thousands of waiting workloads share a handful of reasons: format each once
+        formatted: dict[reasons.Why, reasons.Reason] = {}
+        for entry, why in settled:
+            reason = formatted.get(why)
+            if reason is None:
+                reason = formatted[why] = why[0](*why[1])
+            out.append(Waiting(entry[0], *reason))
+        for w in self.unknown:
+            out.append(Waiting(w, *reasons.unknown_community(w.community)))
+        if self.behind:
+            behind = reasons.behind_in_queue(lookahead)
+            out += [Waiting(w, *behind) for w in self.behind]
+        return tuple(out)

@@ -13,6 +13,7 @@ entitlements — must be equal, on pools where the shortcuts are taken.
 from __future__ import annotations
 
 import dataclasses
+import gc
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -122,3 +123,34 @@ def test_the_shortcuts_are_taken(monkeypatch: pytest.MonkeyPatch) -> None:
     assert counts["_replay_failure true"] > 0
     assert counts["_try_restart_others"] < counts["_restart_others"]
     assert sum(costed) < sum(everything)
+
+
+def test_the_collector_is_paused_only_while_a_cycle_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``schedule`` pauses the cyclic garbage collector during the cycle and leaves it as it
+    found it (on or off), also when the cycle raises."""
+    seen: list[bool] = []
+    original = cycle._Cycle.run
+
+    def run(self: Any) -> Decisions:
+        seen.append(gc.isenabled())
+        return original(self)
+
+    monkeypatch.setattr(cycle._Cycle, "run", run)
+    snap = SNAPSHOTS[0].values[0]
+    assert gc.isenabled()
+    schedule(snap)
+    assert gc.isenabled() and seen == [False]
+    gc.disable()
+    try:
+        schedule(snap)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+    def fail(self: Any) -> Decisions:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(cycle._Cycle, "run", fail)
+    with pytest.raises(RuntimeError):
+        schedule(snap)
+    assert gc.isenabled()
