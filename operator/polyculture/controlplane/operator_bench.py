@@ -22,7 +22,17 @@ last Pods once every model is admitted):
   Pods/Services/Secrets (writes and Secret reads; the scheduler's bindings and kwok's status
   updates are subresources and not counted), less the benchmark's own, per admitted model;
 - ``cycle_s_mean`` / ``cycles``: the admission loop's scheduling cycles
-  (``polyculture_scheduler_cycle_duration_seconds`` of the operator's metrics).
+  (``polyculture_scheduler_cycle_duration_seconds`` of the operator's metrics);
+- ``requests_by_kind``: every request the API server counted in the window (all clients,
+  the control plane's own included; WATCH excepted), by verb and resource, those made at
+  least once per twenty models;
+- ``cpu_s`` / ``cpu_s_while_sending``: CPU seconds of each control-plane component, the
+  operator and the benchmark itself, over the whole window (``window_s``) and while the
+  creates were being sent: on a small machine, what the rate is spent on.
+
+The creates start once the pool counts every node and its admission loop runs (the pool's
+``BackendReady`` condition), so that the operator's start is not measured. The control
+plane runs with ``GOGC=400`` (``BENCH_GOGC``).
 
 ``--operator-log PATH`` keeps the operator's log (the control plane's directory is removed).
 
@@ -40,6 +50,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import re
 import shutil
 import statistics
@@ -66,6 +77,9 @@ GROUP, VERSION = "polyculture.dev", "v1alpha1"
 REPO = Path(__file__).resolve().parents[3]
 ADMITTED_PHASES = frozenset({"Admitted", "Training", "Trained", "Serving"})
 OWNED_RESOURCES = frozenset({"pods", "services", "secrets"})
+#: the control plane's Go garbage-collector target (``ControlPlane.go_gc``): less of the two
+#: CPUs goes to the API server's and etcd's garbage collection, more to the operator
+BENCH_GOGC = 400
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -79,6 +93,19 @@ def _proc_kib(pid: int, field: str) -> float:
         if line.startswith(f"{field}:"):
             return float(line.split()[1])
     return 0.0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_by_process(pids: dict[str, int]) -> dict[str, float]:
+    return {name: cpu_seconds(pid) for name, pid in pids.items()}
 
 
 def operator_requests(metrics_text: str) -> int:
@@ -98,6 +125,24 @@ def operator_requests(metrics_text: str) -> int:
         ):
             total += int(value)
     return total
+
+
+def requests_by_kind(metrics_text: str) -> dict[str, int]:
+    """Every request the API server counted (``apiserver_request_total``, WATCH excepted), by
+    ``VERB resource[/subresource]``: all clients together, the control plane's own included."""
+    out: dict[str, int] = {}
+    for line in metrics_text.splitlines():
+        if not line.startswith("apiserver_request_total{"):
+            continue
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}", 1)[0]))
+        if labels.get("verb") == "WATCH":
+            continue
+        kind = labels.get("resource", "") + (
+            "/" + labels["subresource"] if labels.get("subresource") else ""
+        )
+        key = f"{labels.get('verb')} {kind}"
+        out[key] = out.get(key, 0) + int(float(line.rsplit(" ", 1)[1]))
+    return out
 
 
 def operator_metric(port: int, name: str) -> float:
@@ -211,7 +256,7 @@ def run(
     nodes = math.ceil(models / gpus_per_node) + 1
     with (
         tempfile.TemporaryDirectory(prefix="pc-opbench-") as tmp,
-        ControlPlane(run_dir=Path(tmp) / "cp") as cp,
+        ControlPlane(run_dir=Path(tmp) / "cp", go_gc=BENCH_GOGC) as cp,
     ):
         cp.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
         cp.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
@@ -241,10 +286,24 @@ def run(
         try:
 
             def pool_ready() -> bool:
+                """The pool counts every node, and its admission loop runs (BackendReady)."""
                 got: Any = objs.get_cluster_custom_object(GROUP, VERSION, "computepools", "bench")
-                return bool((got.get("status") or {}).get("totalGPUs") == nodes * gpus_per_node)
+                status = got.get("status") or {}
+                backend = [
+                    c for c in status.get("conditions") or [] if c.get("type") == "BackendReady"
+                ]
+                return bool(
+                    status.get("totalGPUs") == nodes * gpus_per_node
+                    and backend
+                    and backend[0].get("status") == "True"
+                )
 
-            wait_for(pool_ready, 300, f"pool status counts {nodes} nodes\n{op.log_tail()}", 0.5)
+            wait_for(
+                pool_ready,
+                300,
+                f"pool status counts {nodes} nodes, backend ready\n{op.log_tail()}",
+                0.5,
+            )
 
             admitted, bound = Seen(), Seen()
 
@@ -277,7 +336,14 @@ def run(
                 on_pod,
                 label_selector="app.kubernetes.io/managed-by=polyculture",
             )
-            before_requests = operator_requests(cp.get("/metrics")[1].decode())
+            assert op.proc is not None
+            pids = {**cp.pids(), "operator": op.proc.pid, "benchmark": os.getpid()}
+            before_cpu = cpu_by_process(pids)
+            before_text = cp.get("/metrics")[1].decode()
+            before_requests, before_kinds = (
+                operator_requests(before_text),
+                requests_by_kind(before_text),
+            )
             before_cycles = operator_metric(
                 port, "polyculture_scheduler_cycle_duration_seconds_count"
             )
@@ -303,6 +369,7 @@ def run(
             with ThreadPoolExecutor(senders) as pool_of_senders:
                 list(pool_of_senders.map(send, keys))
             sent_s = time.monotonic() - start
+            sent_cpu = cpu_by_process(pids)
             peak_rss_kib = 0.0
             deadline = start + timeout_s
             all_admitted_at: float | None = None
@@ -316,10 +383,18 @@ def run(
                 time.sleep(0.5)
             if op.proc is not None:
                 peak_rss_kib = max(peak_rss_kib, _proc_kib(op.proc.pid, "VmHWM"))
-            requests = operator_requests(cp.get("/metrics")[1].decode()) - before_requests
+            after_text = cp.get("/metrics")[1].decode()
+            requests = operator_requests(after_text) - before_requests
+            kinds = {
+                k: v - before_kinds.get(k, 0)
+                for k, v in requests_by_kind(after_text).items()
+                if v - before_kinds.get(k, 0) >= max(1, models // 20)
+            }
             requests -= models  # the benchmark's own creates
             cycles = operator_metric(port, "polyculture_scheduler_cycle_duration_seconds_count")
             cycle_s = operator_metric(port, "polyculture_scheduler_cycle_duration_seconds_sum")
+            after_cpu = cpu_by_process(pids)
+            window_s = time.monotonic() - start
         finally:
             stop.set()
             op.stop()
@@ -346,6 +421,10 @@ def run(
         "api_requests_per_admission": round(requests / max(1, len(admit)), 2),
         "cycles": int(n_cycles),
         "cycle_s_mean": round((cycle_s - before_cycle_s) / n_cycles, 4) if n_cycles else None,
+        "window_s": round(window_s, 1),
+        "requests_by_kind": dict(sorted(kinds.items(), key=lambda kv: -kv[1])),
+        "cpu_s": {k: round(after_cpu[k] - before_cpu[k], 1) for k in before_cpu},
+        "cpu_s_while_sending": {k: round(sent_cpu[k] - before_cpu[k], 1) for k in before_cpu},
     }
 
 
@@ -362,7 +441,7 @@ def run_backend(
     nodes = math.ceil(models / gpus_per_node)
     with (
         tempfile.TemporaryDirectory(prefix="pc-backendbench-") as tmp,
-        ControlPlane(run_dir=Path(tmp) / "cp") as cp,
+        ControlPlane(run_dir=Path(tmp) / "cp", go_gc=BENCH_GOGC) as cp,
     ):
         cp.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
         cp.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
