@@ -87,13 +87,17 @@ def ledger_daemon(
         stopped.wait(TICK_S)
 
 
-@kopf.on.event(GROUP, VERSION, MODELS)
-def model_card(*, type: str | None, body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
-    """Write the card of a model trained since its last card (restart-safe: status says)."""
+def _wants_card(*, type: str | None, body: kopf.Body, **_: Any) -> bool:
+    """Trained since its last card, and not being deleted (most events are not: kopf then
+    calls and logs nothing)."""
     if type == "DELETED" or body.metadata.get("deletionTimestamp"):
-        return
-    if not needs_card(dict(body.status)):
-        return
+        return False
+    return needs_card(dict(body.status))
+
+
+@kopf.on.event(GROUP, VERSION, MODELS, when=_wants_card)
+def model_card(*, body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
+    """Write the card of a model trained since its last card (restart-safe: status says)."""
     raw = cast(dict[str, Any], dict(body))
     try:
         card, text = build_model_card(raw, CLOCK.now())

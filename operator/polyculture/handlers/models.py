@@ -2,20 +2,30 @@
 
 A model is judged when it is created, changed or seen at start-up, and again whenever a pool
 changes (a pool created later turns ``PoolNotFound`` into ``Pending``). Writes happen only
-when the verdict changes.
+when the verdict changes, and a valid model's first verdict (``Pending``) is not written when
+its pool's admission loop is about to write the model's first status anyway (the loop judges
+with the same pure verdict and sends the verdict's fields with its own first write): one
+write per model less, in a burst of creates.
+
+Judging is an event handler (no kopf bookkeeping on the object): it runs when the model's
+generation or phase is new to it, which covers creation, a changed spec and the listing at
+start-up.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 import kopf
 
+from polyculture.api.admissibility import KnownPools
+from polyculture.api.community_model import Phase
 from polyculture.api.meta import GROUP, VERSION
 from polyculture.handlers.clock import CLOCK
 from polyculture.kube.status import patch_model_status_if_unchanged, read_model
 from polyculture.metrics import MODEL_VERDICTS
-from polyculture.reconcile.models import parse_pools, verdict
+from polyculture.reconcile.models import PoolsCache, parse_pools, pool_verdict_key, verdict
 
 MODELS = "communitymodels"
 
@@ -34,16 +44,57 @@ def _pools(index: kopf.Index[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {name: body for name, store in index.items() for body in store}
 
 
+#: whether the admission loop of a pool (by name) writes a new valid model's first status
+LoopWritesFirst = Callable[[str], bool]
+
+
+def _no_loop(_: str) -> bool:
+    return False
+
+
+def loop_writes_first(memo: Any) -> LoopWritesFirst:
+    """From the operator's memo: whether a pool's live admission loop writes a new model's
+    first status (its backend is up and it knows what the pool's nodes hold)."""
+    admission = getattr(memo, "admission", None)
+    if admission is None:
+        return _no_loop
+
+    def writes(pool: str) -> bool:
+        loop = admission.loops.get(pool)
+        return loop is not None and loop.writes_first_status()
+
+    return writes
+
+
+@kopf.on.startup()
+def start_verdicts(memo: kopf.Memo, **_: Any) -> None:
+    memo.pools_cache = PoolsCache()
+
+
+def _known(memo: Any, pools_index: kopf.Index[str, dict[str, Any]]) -> KnownPools:
+    """The pools as the verdicts see them, parsed again only when that changed."""
+    cache: PoolsCache | None = getattr(memo, "pools_cache", None)
+    bodies = _pools(pools_index)
+    return parse_pools(bodies) if cache is None else cache.parse(bodies)
+
+
 def _apply(
     body: dict[str, Any],
-    pools_index: kopf.Index[str, dict[str, Any]],
+    pools: KnownPools,
     logger: Any,
     *,
     retry: bool = True,
+    loop_writes: LoopWritesFirst = _no_loop,
 ) -> None:
-    result = verdict(body, parse_pools(_pools(pools_index)), CLOCK.now())
+    result = verdict(body, pools, CLOCK.now())
     if result.status is None:
         return
+    if (
+        result.status["phase"] == Phase.PENDING.value
+        and not (body.get("status") or {}).get("phase")
+        and loop_writes(str((body.get("spec") or {}).get("pool", "")))
+    ):
+        return  # the pool's loop writes the verdict's fields with the model's first status
     meta = body["metadata"]
     stored = patch_model_status_if_unchanged(
         meta["namespace"], meta["name"], result.status, str(meta.get("resourceVersion", ""))
@@ -52,7 +103,7 @@ def _apply(
         # judged on an older copy (the admission loop wrote since): judge the stored one once
         fresh = read_model(meta["namespace"], meta["name"]) if retry else None
         if fresh is not None:
-            _apply(fresh, pools_index, logger, retry=False)
+            _apply(fresh, pools, logger, retry=False, loop_writes=loop_writes)
         return
     reason = result.events[0].reason if result.events else "Accepted"
     MODEL_VERDICTS.labels(result.status["phase"], reason).inc()
@@ -69,11 +120,34 @@ def _apply(
         )
 
 
-@kopf.on.resume(GROUP, VERSION, MODELS)
-@kopf.on.create(GROUP, VERSION, MODELS)
-@kopf.on.update(GROUP, VERSION, MODELS, field="spec")
-def judge_model(*, body: kopf.Body, logger: kopf.Logger, **kwargs: Any) -> None:
-    _apply(dict(body), kwargs["pools_index"], logger)
+#: phases the verdict owns (``reconcile.models.OWNED_PHASES``), as stored
+JUDGED_PHASES = frozenset({None, "", Phase.PENDING.value, Phase.INVALID.value})
+
+
+def _judging_key(body: Mapping[str, Any]) -> tuple[Any, ...] | None:
+    """What a verdict depends on in the model itself: None when the verdict has nothing to
+    say (a phase of the admission loop, or the model is being deleted)."""
+    meta = body.get("metadata") or {}
+    status = body.get("status") or {}
+    if meta.get("deletionTimestamp") or status.get("phase") not in JUDGED_PHASES:
+        return None
+    return (meta.get("uid"), meta.get("generation"), status.get("phase"))
+
+
+def _new_to_judge(*, type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> bool:
+    if type == "DELETED":
+        return False
+    key = _judging_key(body)
+    return key is not None and getattr(memo, "judged", None) != key
+
+
+@kopf.on.event(GROUP, VERSION, MODELS, when=_new_to_judge)
+def judge_model(*, body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **kwargs: Any) -> None:
+    """Judge a model seen for the first time (created, or listed at start-up), with a new
+    generation, or in a verdict phase it was not judged in (``memo`` is the model's own)."""
+    memo.judged = _judging_key(body)
+    pools = _known(memo, kwargs["pools_index"])
+    _apply(dict(body), pools, logger, loop_writes=loop_writes_first(memo))
 
 
 @kopf.on.event(GROUP, VERSION, "computepools")
@@ -91,21 +165,14 @@ def rejudge_models_of_pool(
     Status-only writes of the ledger (every few seconds) do not change any verdict, so only
     the spec and the status fields ``judge`` reads are compared.
     """
-    status = dict(body.status)
-    key = (
-        None
-        if type == "DELETED"
-        else (
-            body.metadata.get("generation"),
-            repr(status.get("largestNodeGPUs")),
-            repr([(m.get("owner"), m.get("gpusByClass")) for m in status.get("members") or []]),
-        )
-    )
+    key = None if type == "DELETED" else pool_verdict_key(body)
     if getattr(memo, "verdict_key", ()) == key:  # the pool's own memo
         return
     memo.verdict_key = key
     models_index: kopf.Index[str, dict[str, Any]] = kwargs["models_by_pool"]
     if name not in models_index:
         return
+    writes = loop_writes_first(memo)
+    pools = _known(memo, kwargs["pools_index"])
     for model in list(models_index[name]):
-        _apply(model, kwargs["pools_index"], logger)
+        _apply(model, pools, logger, loop_writes=writes)

@@ -3,11 +3,29 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, cast
 
 import kopf
 
 from polyculture.kube.client import api_client
+
+
+class NoDiffBase(kopf.DiffBaseStorage):
+    """Every object looks unchanged to kopf's change detection (``on.create``/``on.update``
+    would never fire): nothing is stored on the objects, and deletion, which does not need a
+    diff, stays a cause. Register no ``on.create``/``on.update``/``on.resume`` handler."""
+
+    def build(
+        self, *, body: kopf.Body, extra_fields: Iterable[Any] | None = None
+    ) -> kopf.BodyEssence:
+        return cast(kopf.BodyEssence, {})
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return cast(kopf.BodyEssence, {})
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
 
 
 @kopf.on.startup()
@@ -18,9 +36,10 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
         prefix="polyculture.dev"
     )
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix="polyculture.dev", key="last-handled-configuration"
-    )
+    # No handler of ours reacts to a change through kopf's change detection (models are
+    # judged by an event handler, pools by daemons and event handlers; only a model's deletion
+    # is a kopf cause): a last-handled copy of each object would cost one PATCH per object.
+    settings.persistence.diffbase_storage = NoDiffBase()
     # Without timeouts a watch can go silently idle after a network blip and never recover.
     settings.watching.server_timeout = 120
     settings.watching.client_timeout = 150

@@ -17,7 +17,7 @@
    for its end or the grace period, tear the cluster down). No action waits for a cluster to
    start; local clusters start one at a time per pool (they compete for this machine's CPUs);
 4. settles the users' ledger: GPU-seconds per model, and per community the sum of its
-   models' counters (``reconcile.admission.pool_usage``).
+   models' counters, in the loop's part of the pool status (``loop.pool_status``).
 
 What is stored is the truth: the loop keeps only what it wrote last (its own writes may not
 be in kopf's index yet), the parsed specs (by generation) and in-flight actions; a restarted
@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, wait
@@ -40,7 +39,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from polyculture import metrics
-from polyculture.api.admissibility import Problem
+from polyculture.api.admissibility import KnownPools, Problem
 from polyculture.api.community_model import CommunityModelSpec, Phase
 from polyculture.api.compute_pool import ComputePoolSpec, RaySettings
 from polyculture.api.pool_validity import judge_spec
@@ -55,6 +54,7 @@ from polyculture.loop.actions import (
     Outcome,
 )
 from polyculture.loop.backends import BackendSettings, BackendUnavailableError, settings_key
+from polyculture.loop.pool_status import ApplyPool, PoolStatus, resource_version
 from polyculture.loop.workers import Workers
 from polyculture.ray.backend import ClusterBackend, NodePlacement, Placement
 from polyculture.reconcile import lifecycle
@@ -65,20 +65,14 @@ from polyculture.reconcile.admission import (
     Plan,
     PoolView,
     epoch,
-    held_gpus,
-    held_units,
     model_usage,
-    models_used,
-    per_community,
     plan,
-    pool_usage,
-    pool_usage_changed,
     pool_view,
     snapshot,
 )
-from polyculture.reconcile.conditions import condition, parse_time
-from polyculture.reconcile.models import parse_pools, verdict
-from polyculture.reconcile.pools import MAX_ACCRUAL_GAP_S
+from polyculture.reconcile.conditions import parse_time
+from polyculture.reconcile.models import PoolsCache, pool_verdict_key, verdict
+from polyculture.reconcile.pools import member_rules
 from polyculture.reconcile.provenance import after_training
 from polyculture.scheduling import Decisions, schedule
 
@@ -86,11 +80,6 @@ log = logging.getLogger(__name__)
 
 #: the core runs at least this often even when nothing it reads changed
 RESCHEDULE_S = 5.0
-#: a holding model's GPU-seconds are written at least this often ...
-LEDGER_FLUSH_S = 30.0
-#: ... and, with many models holding GPUs, about this many such writes per second (1,000
-#: models every 30 s would cost the API server 33 writes a second), up to 90 s apart
-USAGE_WRITES_PER_S = 10.0
 POLL_TRAINING_S = 2.0
 POLL_SERVING_S = 5.0
 #: a starting cluster is looked at again after this long, then every ``START_POLL_SLOW_S``
@@ -107,7 +96,6 @@ WRITE_WORKERS = 16
 
 Judged = tuple[ComputePoolSpec | None, tuple[Problem, ...]]
 PatchModel = Callable[[str, str, Mapping[str, Any]], Mapping[str, Any]]
-ApplyPool = Callable[[str, Mapping[str, Any]], None]
 PostEvent = Callable[[Mapping[str, Any], str, str, str], None]
 
 
@@ -119,6 +107,18 @@ class Writer:
     patch_model: PatchModel
     apply_pool: ApplyPool
     post_event: PostEvent
+
+
+@dataclass(frozen=True, slots=True)
+class Made:
+    """A model's view and its inputs: the indexed body, the loop's last write (when newer)
+    and the status being written (the very objects: a new one means a new view)."""
+
+    body: Mapping[str, Any]
+    written: tuple[int, dict[str, Any]] | None
+    sending: dict[str, Any] | None
+    current: Mapping[str, Any]
+    view: ModelView
 
 
 @dataclass(frozen=True)
@@ -176,13 +176,6 @@ def merge_patch(target: Any, patch: Any) -> Any:
     return out
 
 
-def _rv(body: Mapping[str, Any]) -> int:
-    try:
-        return int((body.get("metadata") or {}).get("resourceVersion") or 0)
-    except ValueError:
-        return 0
-
-
 class PoolLoop:
     """The admission loop of one pool. Not thread-safe: one thread calls :meth:`step`
     (:meth:`release` may be called from another)."""
@@ -212,6 +205,10 @@ class PoolLoop:
         self.bodies: dict[str, Mapping[str, Any]] = {}
         #: parsed specs by key: ((uid, generation), spec or None when it does not parse)
         self.parsed: dict[str, tuple[tuple[str, Any], CommunityModelSpec | None]] = {}
+        #: each model's view and what it was made from, by key: unchanged inputs, same view
+        self._made: dict[str, Made] = {}
+        #: the last pool view and what it was made from (``_pool_view``)
+        self._pv_made: tuple[Any, ...] | None = None
         self.pool_spec: tuple[Any, Judged] | None = None
         #: verdicts made here, by key: ((uid, generation, pool), valid, the Pending status)
         self.verdicts: dict[str, tuple[tuple[Any, ...], bool, dict[str, Any] | None]] = {}
@@ -219,12 +216,10 @@ class PoolLoop:
         #: models whose view this step carries a verdict made here (not stored yet)
         self.judged_here: set[str] = set()
         self._pool_key: Any = None
-        self.pool_written: dict[str, Any] | None = None
-        #: the models' counters (uid -> community, GPU-seconds) in the last pool write
-        self.counted: dict[str, tuple[str, float]] = {}
-        #: final counters of models released (deleted) since, by uid
-        self.finals: dict[str, tuple[str, float]] = {}
-        self.finals_lock = threading.Lock()
+        self.pools_cache = PoolsCache()
+        #: the pool as the verdicts see it, parsed at most once per step
+        self._known: KnownPools | None = None
+        self.status = PoolStatus(pool, writer.apply_pool)
         self.fingerprint: Any = None
         self.last_cycle = 0.0
         self.decisions: Decisions | None = None
@@ -261,15 +256,12 @@ class PoolLoop:
         self._choose_backend(spec.ray)
         self.serve_on_mismatch = spec.provenance.serve_on_mismatch
         stored = dict(pool_body.get("status") or {})
-        pool_status = {**stored, **(self.pool_written or {})}
+        pool_status = {**stored, **(self.status.written or {})}
         self._pool_body = pool_body
-        self._pool_key = (
-            (pool_body.get("metadata") or {}).get("generation"),
-            repr(stored.get("largestNodeGPUs")),
-            repr([(m.get("owner"), m.get("gpusByClass")) for m in stored.get("members") or []]),
-        )
+        self._pool_key = pool_verdict_key(pool_body)
+        self._known = None
         views = self._views(model_bodies)
-        pv = pool_view(self.pool, spec, nodes, now, senior_pools)
+        pv = self._pool_view(spec, nodes, now, senior_pools)
 
         for key, task in list(self.tasks.items()):
             if task.done() and self.tasks.pop(key, None) is task:
@@ -287,8 +279,57 @@ class PoolLoop:
                 views = self._views(model_bodies)
                 metrics.observe_cycle(self.pool, time.monotonic() - started)
             self._act(views, pv, spec, now)
-        self._flush_usage(views, now)
-        self._write_pool(spec, pool_status, model_bodies, views, pv, now)
+        self._patches.extend(self.status.usage_patches(views, now))
+        self._flush()
+        self.status.write(
+            spec,
+            pool_status,
+            model_bodies,
+            views,
+            pv,
+            now,
+            decisions=self.decisions,
+            written=self.written,
+            backend_kind=self.backend_kind,
+            backend_error=None if self.backend is not None else self.backend_error,
+        )
+
+    def _pool_view(
+        self,
+        spec: ComputePoolSpec,
+        nodes: Sequence[NodeInfo],
+        now: datetime,
+        senior_pools: Mapping[str, frozenset[str]] | None,
+    ) -> PoolView:
+        """``pool_view``, again only when its input changed: the spec (parsed once per
+        generation), the nodes (the index's own objects, new on each Node event), which
+        lending windows are open now, and the senior pools' claims."""
+        windows = tuple(rule.window_open for rule in member_rules(spec, now))
+        senior = dict(senior_pools or {})
+        made = self._pv_made
+        if (
+            made is not None
+            and made[0] is spec
+            and made[1] == windows
+            and made[2] == senior
+            and len(made[3]) == len(nodes)
+            and all(a is b for a, b in zip(made[3], nodes, strict=True))
+        ):
+            view: PoolView = made[4]
+            return view
+        view = pool_view(self.pool, spec, nodes, now, senior_pools)
+        self._pv_made = (spec, windows, senior, tuple(nodes), view)
+        return view
+
+    def writes_first_status(self) -> bool:
+        """Whether this loop writes a new valid model's first status itself (with the
+        verdict's fields): its backend is up, the pool is usable and what its nodes hold is
+        known; else the verdict step writes ``Pending`` first."""
+        return (
+            self.backend is not None
+            and not self.unusable
+            and bool((self._pool_body.get("status") or {}).get("members"))
+        )
 
     def _judge(self, body: Mapping[str, Any]) -> Judged:
         """The pool's spec judged (``judge_spec``), again only when its generation changed."""
@@ -313,14 +354,28 @@ class PoolLoop:
                 continue
             written = self.written.get(key)
             current: Mapping[str, Any] = body
-            if written is not None and written[0] > _rv(body):
+            if written is not None and written[0] > resource_version(body):
                 current = {**body, "status": written[1]}
+            else:
+                written = None
             sending = self.inflight.get(key)
             if sending is not None:
                 if sending[0].done():
                     self.inflight.pop(key, None)
+                    sending = None
                 else:  # what is being written stands until the API server answers
                     current = {**body, "status": sending[1]}
+            made = self._made.get(key)
+            if (
+                made is not None
+                and made.body is body
+                and made.written is written
+                and made.sending is (sending[1] if sending is not None else None)
+            ):  # nothing new for this model since the last step: the same view
+                seen.add(key)
+                out[key] = made.view
+                self.bodies[key] = made.current
+                continue
             identity = (str(meta.get("uid") or ""), meta.get("generation"))
             cached = self.parsed.get(key)
             if cached is not None and cached[0] == identity and identity[1] is not None:
@@ -337,8 +392,14 @@ class PoolLoop:
                     self.judged_here.add(key)
                 current = judged
             if spec is not None:
-                out[key] = _view(current, spec)
+                out[key] = view = _view(current, spec)
                 self.bodies[key] = current
+                if view.phase not in UNJUDGED:  # a verdict made here depends on the pool
+                    sent = sending[1] if sending is not None else None
+                    self._made[key] = Made(body, written, sent, current, view)
+        if len(self._made) > len(out):
+            for key in set(self._made) - set(out):
+                self._made.pop(key, None)
         for key in set(self.written) - set(out):
             self.written.pop(key, None)
         if len(self.parsed) > len(out):
@@ -366,7 +427,9 @@ class PoolLoop:
         ident = (*identity, self._pool_key)
         cached = self.verdicts.get(key)
         if cached is None or cached[0] != ident:
-            result = verdict(body, parse_pools({self.pool: self._pool_body}), self.now())
+            if self._known is None:
+                self._known = self.pools_cache.parse({self.pool: self._pool_body})
+            result = verdict(body, self._known, self.now())
             new = result.status
             valid = new is None or new.get("phase") == Phase.PENDING.value
             cached = (ident, valid, new if valid else None)
@@ -384,7 +447,7 @@ class PoolLoop:
             log.warning("pool %s: writing %s failed: %s", self.pool, view.key, err)
             metrics.record_reconcile_error(self.pool, "write")
             return
-        self.written[view.key] = (_rv(stored), dict(stored.get("status") or {}))
+        self.written[view.key] = (resource_version(stored), dict(stored.get("status") or {}))
 
     def _patch_after(
         self, before: Future[None] | None, view: ModelView, patch: Mapping[str, Any]
@@ -420,8 +483,9 @@ class PoolLoop:
 
     def _write_plan(self, p: Plan, views: Mapping[str, ModelView], now: datetime) -> None:
         # admissions first: what the users wait for is the Admitted status
-        first = [k for k in p.patches if k in set(p.admitted)]
-        for key in first + [k for k in p.patches if k not in set(first)]:
+        admitted = set(p.admitted)
+        first = [k for k in p.patches if k in admitted]
+        for key in first + [k for k in p.patches if k not in admitted]:
             view = views[key]
             usage = model_usage(view, now) if view.holding or view.draining else None
             # judged here, not stored yet: the verdict's fields go with the first write
@@ -637,8 +701,7 @@ class PoolLoop:
         final = model_usage(newest, self.now())
         if final is not None:
             used = float(final["gpuSecondsUsed"])
-        with self.finals_lock:
-            self.finals[view.uid] = (newest.community, used)
+        self.status.retire(view.uid, newest.community, used)
         if self.backend is not None:
             self.actions.teardown_all(view)
         self.written.pop(view.key, None)
@@ -650,141 +713,3 @@ class PoolLoop:
         self.workers.shutdown()
         self.writes.shutdown()
         self.backends.forget(self.pool)
-
-    # -- the users' ledger and the pool's status ---------------------------------------------
-
-    def _flush_usage(self, views: Mapping[str, ModelView], now: datetime) -> None:
-        holding = sum(1 for v in views.values() if v.holding or v.draining)
-        # below the gap that counts as the operator being down (model_usage drops it)
-        every = min(max(LEDGER_FLUSH_S, holding / USAGE_WRITES_PER_S), MAX_ACCRUAL_GAP_S * 0.75)
-        for view in views.values():
-            last = parse_time(view.status.get("usageUpdatedAt"))
-            if last is None or (now - last).total_seconds() < every:
-                continue
-            usage = model_usage(view, now)
-            if usage is not None:
-                self._patches.append((view, usage))
-        self._flush()
-
-    def _counters(self, bodies: Sequence[Mapping[str, Any]]) -> dict[str, tuple[str, float]]:
-        """Every model's counter (deleting ones too), the newest known, finals included."""
-        current: list[Mapping[str, Any]] = []
-        for body in bodies:
-            meta = body.get("metadata") or {}
-            written = self.written.get(f"{meta.get('namespace')}/{meta.get('name')}")
-            if written is not None and written[0] > _rv(body):
-                current.append({**body, "status": written[1]})
-            else:
-                current.append(body)
-        counters = models_used(current)
-        with self.finals_lock:
-            finals = dict(self.finals)
-        for uid, (community, used) in finals.items():
-            was = counters.get(uid, (community, 0.0))[1]
-            counters[uid] = (community, max(was, used))
-        return counters
-
-    def _write_pool(
-        self,
-        spec: ComputePoolSpec,
-        pool_status: Mapping[str, Any],
-        bodies: Sequence[Mapping[str, Any]],
-        views: Mapping[str, ModelView],
-        pv: PoolView,
-        now: datetime,
-    ) -> None:
-        held = held_gpus(views.values())
-        pending: dict[str, int] = {}
-        for w in self.decisions.waiting if self.decisions else ():
-            pending[w.workload.community] = pending.get(w.workload.community, 0) + w.workload.gpus
-        counters = self._counters(bodies)
-        with self.finals_lock:
-            finals = dict(self.finals)
-        gone = (set(self.counted) | set(finals)) - set(counters)
-        vanished = per_community(
-            max(self.counted.get(uid, ("", 0.0)), finals.get(uid, ("", 0.0)), key=_used)
-            for uid in gone
-        )
-        new = pool_usage(
-            spec,
-            pool_status,
-            self.decisions,
-            held,
-            held_units(views.values(), pv),
-            pending,
-            pv.half_life_s,
-            now,
-            used=per_community(counters.values()),
-            vanished=vanished,
-        )
-        backend_ok = self.backend is not None
-        new["conditions"] = [
-            condition(
-                pool_status,
-                "BackendReady",
-                "True" if backend_ok else "False",
-                "BackendAvailable" if backend_ok else "BackendUnavailable",
-                f"Ray backend {self.backend_kind}"
-                + ("" if backend_ok else f": {self.backend_error}"),
-                now,
-                None,
-            ),
-        ]
-        previous = self.pool_written or dict(pool_status)
-
-        def backend_ready(status: Mapping[str, Any]) -> Any:
-            found = [c for c in status.get("conditions") or [] if c.get("type") == "BackendReady"]
-            return [(c.get("status"), c.get("message")) for c in found]
-
-        conditions_changed = backend_ready(new) != backend_ready(previous)
-        if not conditions_changed and not pool_usage_changed(previous, new, LEDGER_FLUSH_S):
-            return
-        try:
-            self.writer.apply_pool(self.pool, new)
-            self.pool_written = new
-        except Exception as err:
-            log.warning("pool %s: writing its status failed: %s", self.pool, err)
-            metrics.record_reconcile_error(self.pool, "write")
-            return
-        self.counted = counters
-        with self.finals_lock:
-            for uid in gone:
-                self.finals.pop(uid, None)
-        before = {c.get("name"): c for c in pool_status.get("communities") or []}
-        for row in new["communities"]:
-            was = float(before.get(row["name"], {}).get("gpuSecondsConsumed") or 0.0)
-            if row["gpuSecondsConsumed"] > was:
-                metrics.record_gpu_seconds_used(
-                    self.pool, row["name"], row["gpuSecondsConsumed"] - was
-                )
-        self._record(new, views, now)
-
-    def _record(
-        self, status: Mapping[str, Any], views: Mapping[str, ModelView], now: datetime
-    ) -> None:
-        rows = {
-            c["name"]: (
-                float(c["entitledUnits"]),
-                float(c["allocatedUnits"]),
-                float(c["pendingGPUs"]),
-            )
-            for c in status.get("communities") or []
-        }
-        metrics.record_communities(self.pool, rows)
-        queues: dict[str, list[float]] = {}
-        for v in views.values():
-            if v.phase == Phase.QUEUED.value:
-                since = parse_time((v.status.get("waiting") or {}).get("since"))
-                wait_s = (now - since).total_seconds() if since else 0.0
-                queues.setdefault(v.community, []).append(wait_s)
-        for c in spec_names(status):
-            waits = queues.get(c, [])
-            metrics.record_queue(self.pool, c, len(waits), max(waits, default=0.0))
-
-
-def spec_names(status: Mapping[str, Any]) -> list[str]:
-    return [str(c["name"]) for c in status.get("communities") or []]
-
-
-def _used(counter: tuple[str, float]) -> float:
-    return counter[1]

@@ -42,6 +42,40 @@ def parse_pools(bodies: Mapping[str, Mapping[str, Any]]) -> KnownPools:
     return judge_pools(bodies)
 
 
+def pool_verdict_key(body: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What a model's verdict reads of a pool body: its spec (by uid and generation) and, of
+    its status, each node's size and each member's GPUs by class (``admissibility.judge``)."""
+    meta = body.get("metadata") or {}
+    status = body.get("status") or {}
+    return (
+        meta.get("uid"),
+        meta.get("generation"),
+        repr(status.get("largestNodeGPUs")),
+        repr([(m.get("owner"), m.get("gpusByClass")) for m in status.get("members") or []]),
+    )
+
+
+class PoolsCache:
+    """:func:`parse_pools`, again only when what a verdict reads of the pools changed.
+
+    Judging a pool's spec costs milliseconds (member selectors are compared pairwise); a burst
+    of new models would pay it once per model. Safe to share between threads: the cache is
+    one tuple, replaced whole.
+    """
+
+    def __init__(self) -> None:
+        self._cached: tuple[Any, KnownPools] | None = None
+
+    def parse(self, bodies: Mapping[str, Mapping[str, Any]]) -> KnownPools:
+        key = tuple(sorted((name, pool_verdict_key(body)) for name, body in bodies.items()))
+        cached = self._cached
+        if cached is not None and cached[0] == key and all(k[1][1] is not None for k in key):
+            return cached[1]
+        pools = parse_pools(bodies)
+        self._cached = (key, pools)
+        return pools
+
+
 def verdict(body: Mapping[str, Any], pools: Mapping[str, ComputePool], now: datetime) -> Verdict:
     """Judge one model (its whole body) against ``pools``."""
     meta = body.get("metadata") or {}
