@@ -145,6 +145,7 @@ def test_defaults_appear_on_the_stored_pool(examples: ControlPlane) -> None:
                 "restartLimit": 0,
                 "delay": "0s",
                 "consolidation": False,
+                "moveRestartedOnly": False,
             },
         }
         assert spec["ray"] == {

@@ -276,6 +276,13 @@ class Preemption(SpecModel):
         "share to other nodes (a restart from their checkpoint) to clear whole nodes for a "
         "gang that fits the free GPUs only in total.",
     )
+    move_restarted_only: bool = Field(
+        default=False,
+        alias="moveRestartedOnly",
+        description="true: consolidation moves only workloads that were preempted or moved "
+        "before, so no run is restarted for the first time to clear a node (fewer restarted "
+        "runs, gangs wait longer for whole nodes).",
+    )
 
 
 class GPUClass(SpecModel):

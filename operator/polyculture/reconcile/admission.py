@@ -154,6 +154,7 @@ def policy_of(spec: ComputePoolSpec) -> Policy:
         ),
         blend=fair.contribution_share if fair.basis is ShareBasis.BLEND else 0.5,
         consolidation=fair.preemption.consolidation,
+        move_restarted_only=fair.preemption.move_restarted_only,
         restart_backoff=fair.preemption.restart_backoff,
         restart_limit=fair.preemption.restart_limit,
         # within its nominal share a workload preempts at once (Policy.reclaim_delay_s 0)

@@ -102,9 +102,17 @@ class _Cycle:
         self._lowest_priority = 0
         self.shares = Shares(self.communities, intake.demand, pool.capacity, self.policy)
         #: movable workloads per node and their count per shape (consolidation): only of
-        #: communities above their nominal share (DESIGN.md, "Consolidation")
+        #: communities above their nominal share (DESIGN.md, "Consolidation"), and only
+        #: restarted ones if the policy says so
         above = self.shares.above_nominal(self.alloc)
-        lives = [live for live in self.live if live.community >= 0 and above[live.community]]
+        again = self.policy.move_restarted_only
+        lives = [
+            live
+            for live in self.live
+            if live.community >= 0
+            and above[live.community]
+            and (live.running.restarts or not again)
+        ]
         self.on_node, self.movable_per_shape = movable_by_node(lives, shape_of, self.policy, now)
         # aliases of the lists ``shares`` updates in place
         self.entitled, self.floors = self.shares.entitled, self.shares.floors

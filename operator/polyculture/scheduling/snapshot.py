@@ -121,6 +121,8 @@ class Policy:
     blend: float = 0.5
     #: move small running workloads (restart elsewhere) to clear a block for a waiting gang
     consolidation: bool = False
+    #: consolidation moves only workloads preempted or moved before (``Running.restarts``)
+    move_restarted_only: bool = False
     #: the minimum runtime grows by this factor with each past restart of a workload
     #: (``min_runtime_s * backoff ** restarts``); 1 keeps it flat
     restart_backoff: float = 1.0

@@ -120,6 +120,12 @@ def parser() -> argparse.ArgumentParser:
         "share or moved (default 0: no limit)",
     )
     parse.add_argument(
+        "--move-restarted-only",
+        action="store_true",
+        help="fair policy: consolidation moves only jobs preempted or moved before "
+        "(default: any movable job of a community above its nominal share)",
+    )
+    parse.add_argument(
         "--reservation",
         action="store_true",
         help="fair policy: hold free GPUs for the first job that waits for room while its "
@@ -227,6 +233,7 @@ def run(trace: Trace, args: argparse.Namespace) -> tuple[dict[str, object], dict
                 reclaim_delay_s=args.reclaim_delay,
                 restart_limit=args.restart_limit,
                 reservation=args.reservation,
+                move_restarted_only=args.move_restarted_only,
                 victim_costs=args.victim_order == "cost",
                 checkpoint_interval_s=args.checkpoint_interval,
             )
@@ -296,6 +303,7 @@ def run(trace: Trace, args: argparse.Namespace) -> tuple[dict[str, object], dict
         "reclaim_delay_s": args.reclaim_delay,
         "restart_limit": args.restart_limit,
         "reservation": args.reservation,
+        "move_restarted_only": args.move_restarted_only,
         "victim_order": args.victim_order,
         "coop_communities": args.coop,
         "weights": args.weights,

@@ -88,6 +88,7 @@ class FairPolicy:
         reclaim_delay_s: float = 0.0,
         restart_limit: int = 0,
         reservation: bool = False,
+        move_restarted_only: bool = False,
         checkpoint_interval_s: float = 0.0,
         victim_costs: bool = False,
     ) -> None:
@@ -106,6 +107,7 @@ class FairPolicy:
             reclaim_delay_s=reclaim_delay_s,
             restart_limit=restart_limit,
             reservation=reservation,
+            move_restarted_only=move_restarted_only,
         )
         #: whether the core is told each running job's restarts and checkpoints
         self._victim_costs = victim_costs

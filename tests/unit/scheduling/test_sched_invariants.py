@@ -139,6 +139,7 @@ def pools(draw: st.DrawFn, contended: bool) -> Snapshot:
         restart_backoff=draw(st.sampled_from((1.0, 2.0))),
         preemption_delay_s=draw(st.sampled_from((0.0, 0.0, 50.0))),
         restart_limit=draw(st.sampled_from((0, 0, 1, 3))),
+        move_restarted_only=draw(st.booleans()),
     )
     return Snapshot(nodes, communities, tuple(running), pending, now=100.0, policy=policy)
 
@@ -266,6 +267,9 @@ def test_every_pending_workload_is_admitted_or_waiting_once(snap: Snapshot) -> N
     for p in d.preemptions:
         if limit and p.running.restarts >= limit:
             assert p.reason == "OwnerReclaim", p
+        # moving only restarted workloads, a run never restarted is never moved
+        if snap.policy.move_restarted_only and p.reason == "Consolidation":
+            assert p.running.restarts > 0, p
 
 
 @SETTINGS

@@ -1023,6 +1023,36 @@ CASES = [
         want_moved={"y/b": ("n-0",)},
     ),
     Case(
+        "moving only restarted workloads, consolidation leaves one never restarted in place",
+        snapshot()
+        .nodes(two_nodes())
+        # z asks for nothing: y's 8 GPUs are above its nominal share of 16 / 3
+        .communities("x", "y", "z")
+        .running(
+            workload("y/a", "y").gpus(4).running("n-0"), workload("y/b", "y").gpus(4).running("n-1")
+        )
+        .pending(workload("x/t", "x").gpus(8).obj())
+        .policy(preemption=False, consolidation=True, move_restarted_only=True)
+        .obj(),
+        want_waiting={"x/t": "Fragmented"},
+    ),
+    Case(
+        "moving only restarted workloads, consolidation moves one restarted before",
+        snapshot()
+        .nodes(two_nodes())
+        .communities("x", "y", "z")
+        .running(
+            workload("y/a", "y").gpus(4).running("n-0", restarts=1),
+            workload("y/b", "y").gpus(4).running("n-1"),
+        )
+        .pending(workload("x/t", "x").gpus(8).obj())
+        .policy(preemption=False, consolidation=True, move_restarted_only=True)
+        .obj(),
+        want_admitted={"x/t": ("n-0",)},
+        want_preempted={"y/a": "Consolidation"},
+        want_moved={"y/a": ("n-1",)},
+    ),
+    Case(
         "consolidation never moves a workload of a community within its nominal share",
         snapshot()
         .nodes(two_nodes())
