@@ -217,6 +217,10 @@ def test_training_and_serving_and_deletion(cluster: Cluster, tmp_path: Path) -> 
     figure("create -> Admitted", f"{time.monotonic() - created:.1f} s")
     st = cluster.status("lingua", "tiny")
     assert st["admission"]["gpus"] == 1 and st["run"] == 1
+    meta = (cluster.model("lingua", "tiny") or {})["metadata"]
+    # kopf keeps only its finalizer on a model: no last-handled copy (one write less each)
+    assert meta.get("finalizers")
+    assert not [a for a in meta.get("annotations") or {} if "last-handled" in a]
     assert st["admission"]["placement"][0]["owner"] in OWNERS
     cluster.wait_phase("lingua", "tiny", "Training", "Trained")
     figure("create -> Training (job submitted)", f"{time.monotonic() - created:.1f} s")
