@@ -1,0 +1,16 @@
+"""kopf's change detection stores nothing on the objects (``handlers.settings.NoDiffBase``):
+an ``on.create``/``on.update``/``on.resume`` handler would then never fire. The only kopf
+cause the operator registers is a model's deletion (its finalizer)."""
+
+from __future__ import annotations
+
+import kopf
+
+from polyculture.handlers.main import load_handlers
+
+
+def test_the_only_changing_handler_is_the_models_deletion() -> None:
+    load_handlers()
+    registry = kopf.get_default_registry()
+    changing = list(registry._changing.get_all_handlers())
+    assert [(h.id, h.reason) for h in changing] == [("release_model", kopf.Reason.DELETE)]
