@@ -144,6 +144,7 @@ def test_defaults_appear_on_the_stored_pool(examples: ControlPlane) -> None:
                 "restartBackoff": 2,
                 "restartLimit": 0,
                 "delay": "0s",
+                "reclaimDelay": "0s",
                 "consolidation": False,
                 "moveRestartedOnly": False,
             },

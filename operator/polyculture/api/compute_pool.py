@@ -267,8 +267,15 @@ class Preemption(SpecModel):
         default="0s",
         description="A waiting workload may preempt or move others only after waiting this "
         "long (GPUs that free by themselves come first), unless its community stays within its "
-        "nominal share (its weighted slice of the pool, at least its guarantee): then at once. "
-        "0s: always at once.",
+        "nominal share (its weighted slice of the pool, at least its guarantee): then after "
+        "reclaimDelay. 0s: always at once.",
+    )
+    reclaim_delay: Duration = Field(
+        default="0s",
+        alias="reclaimDelay",
+        description="The delay of a waiting workload whose community stays within its nominal "
+        "share (at most delay). 0s: it takes its share back at once; longer: GPUs that free "
+        "meanwhile come first, so fewer runs are restarted.",
     )
     consolidation: bool = Field(
         default=False,

@@ -157,7 +157,7 @@ def policy_of(spec: ComputePoolSpec) -> Policy:
         move_restarted_only=fair.preemption.move_restarted_only,
         restart_backoff=fair.preemption.restart_backoff,
         restart_limit=fair.preemption.restart_limit,
-        # within its nominal share a workload preempts at once (Policy.reclaim_delay_s 0)
+        reclaim_delay_s=parse_duration(fair.preemption.reclaim_delay).total_seconds(),
         preemption_delay_s=parse_duration(fair.preemption.delay).total_seconds(),
         reservation=fair.reservation,
     )

@@ -1,5 +1,6 @@
-"""``fairShare.reservation`` and ``fairShare.preemption.moveRestartedOnly`` reach the core's
-Policy (off by default) and a bad value is rejected naming the field."""
+"""``fairShare.reservation``, ``fairShare.preemption.moveRestartedOnly`` and
+``fairShare.preemption.reclaimDelay`` reach the core's Policy (off or 0 by default) and a bad
+value is rejected naming the field."""
 
 from __future__ import annotations
 
@@ -40,3 +41,15 @@ def test_move_restarted_only_is_off_by_default_and_reaches_the_policy() -> None:
     with pytest.raises(ValidationError) as raised:
         spec(preemption={"moveRestartedOnly": "sometimes"})
     assert "moveRestartedOnly" in str(raised.value)
+
+
+def test_reclaim_delay_is_zero_by_default_and_reaches_the_policy() -> None:
+    assert policy_of(spec()).reclaim_delay_s == 0.0
+    patient = spec(preemption={"delay": "10m", "reclaimDelay": "2m"})
+    assert (policy_of(patient).preemption_delay_s, policy_of(patient).reclaim_delay_s) == (
+        600.0,
+        120.0,
+    )
+    with pytest.raises(ValidationError) as raised:
+        spec(preemption={"reclaimDelay": "two minutes"})
+    assert "reclaimDelay" in str(raised.value)
