@@ -138,8 +138,40 @@ class FreeIndex:
         """Free ``gpus`` on ``node`` (a preempted or reclaimed worker)."""
         self._move(node, self.free[node] + gpus)
 
+    def bounce(self, node: int, gpus: int) -> None:
+        """``give(node, gpus)`` then ``take(node, gpus)`` in one step — a victim freed to be
+        tried alone and put back: the same free GPUs, version, journal and bucket order as
+        those two moves. The give takes the node out of its bucket (the bucket's last node
+        takes its place) and the take puts it back at the end; the bucket above it gets it
+        and loses it again as its last node, so it is as it was."""
+        s = self.shape_of[node]
+        free = self.free[node]
+        bucket = self.buckets[s][free]
+        pos = self.pos
+        i = pos[node]
+        last = bucket[-1]
+        if last != node:
+            bucket[i] = last
+            pos[last] = i
+            bucket[-1] = node
+            pos[node] = len(bucket) - 1
+        obucket = self.obuckets[s][self.owner_of[node]][free]
+        opos = self.opos
+        i = opos[node]
+        last = obucket[-1]
+        if last != node:
+            obucket[i] = last
+            opos[last] = i
+            obucket[-1] = node
+            opos[node] = len(obucket) - 1
+        self.version += 2
+        if self.journal is not None:
+            self.journal += ((node, free + gpus), (node, free))
+
     def slots(self, shape: int, gpus_per_worker: int) -> int:
         """How many workers of ``gpus_per_worker`` GPUs fit in the free blocks of ``shape``."""
+        if gpus_per_worker == 1:
+            return self.free_total[shape]
         count = self.count[shape]
         return sum(count[f] * (f // gpus_per_worker) for f in range(gpus_per_worker, len(count)))
 

@@ -225,16 +225,32 @@ def _one_victim(
     rule: Rule,
 ) -> list[Live] | None:
     """The first candidate that lets the gang fit alone (after :func:`find_victims`' greedy
-    pass failed because a community had nothing left to give), or None."""
+    pass failed because a community had nothing left to give), or None.
+
+    A candidate on one node that does not let the gang fit is not freed and put back: what it
+    would free is counted (``base`` slots, less the node's, plus the node's once freed) and
+    ``FreeIndex.bounce`` makes the same index moves at once."""
+    g, alloc = gpus_per_worker, rule.alloc
+    base = index.slots(shape, g)
+    free, shape_of = index.free, index.shape_of
     for live in candidates:
         if live.preempted or live.community == preemptor or live.community < 0:
             continue
         if not givable(live, 0.0, rule):
             continue
-        release(index, live, rule.alloc)
-        if index.slots(shape, gpus_per_worker) >= workers:
+        if len(live.nodes) == 1:
+            node = live.nodes[0]
+            f = free[node]
+            alone = base - f // g + (f + live.gpus) // g if shape_of[node] == shape else base
+            if alone < workers:
+                index.bounce(node, live.gpus)
+                # as release, then restore, would leave it
+                alloc[live.community] = alloc[live.community] - live.units + live.units
+                continue
+        release(index, live, alloc)
+        if index.slots(shape, g) >= workers:
             return [live]
-        restore(index, live, rule.alloc)
+        restore(index, live, alloc)
     return None
 
 

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from polyculture.scheduling import Decisions, Snapshot, cycle, preemption, schedule
+from polyculture.scheduling.capacity import FreeIndex, index_pool
 from polyculture.simulation.bench import synthetic_snapshot
 
 #: (nodes, communities, pending, seed): few communities with long queues, and many small ones
@@ -65,6 +66,74 @@ def _count_calls(
 SNAPSHOTS = list(_snapshots())
 
 
+def _plain_one_victim(
+    index: FreeIndex,
+    shape: int,
+    workers: int,
+    gpus_per_worker: int,
+    preemptor: int,
+    candidates: list[preemption.Live],
+    rule: preemption.Rule,
+) -> list[preemption.Live] | None:
+    """The one-victim pass as written first: free each candidate, look, put it back."""
+    for live in candidates:
+        if live.preempted or live.community == preemptor or live.community < 0:
+            continue
+        if not preemption.givable(live, 0.0, rule):
+            continue
+        preemption.release(index, live, rule.alloc)
+        if index.slots(shape, gpus_per_worker) >= workers:
+            return [live]
+        preemption.restore(index, live, rule.alloc)
+    return None
+
+
+def _plain_slots(index: FreeIndex, shape: int, gpus_per_worker: int) -> int:
+    count = index.count[shape]
+    return sum(count[f] * (f // gpus_per_worker) for f in range(gpus_per_worker, len(count)))
+
+
+def _state(index: FreeIndex) -> tuple[Any, ...]:
+    return (
+        index.free,
+        index.buckets,
+        index.obuckets,
+        index.pos,
+        index.opos,
+        index.count,
+        index.free_total,
+        index.version,
+        index.journal,
+    )
+
+
+def test_a_bounce_is_a_give_then_a_take() -> None:
+    """``FreeIndex.bounce`` leaves the index exactly as ``give`` then ``take`` would: free
+    GPUs, buckets and their order, positions, counts, version and journal."""
+    snap = SNAPSHOTS[0].values[0]
+    bounced = index_pool(snap.nodes, snap.policy.gpu_classes)
+    moved = index_pool(snap.nodes, snap.policy.gpu_classes)
+    for pool in (bounced, moved):
+        pool.open([(3 * i) % 9 for i in range(len(pool.nodes))])
+        pool.index.journal = []
+    index, other = bounced.index, moved.index
+    assert _state(index) == _state(other)
+    bounces = 0
+    for node in range(len(bounced.nodes)):
+        if index.pos[node] < 0:
+            continue  # not available: never in the index
+        size = bounced.nodes[node].gpus
+        for gpus in range(1, size - index.free[node] + 1):
+            index.bounce(node, gpus)
+            other.give(node, gpus)
+            other.take(node, gpus)
+            bounces += 1
+            assert _state(index) == _state(other)
+    assert bounces > 100
+    for g in range(1, 9):
+        assert all(index.slots(s, g) == _plain_slots(index, s, g) for s in range(len(index.count)))
+
+
 @pytest.mark.parametrize("snap", SNAPSHOTS)
 def test_fast_paths_decide_as_the_plain_searches(
     snap: Snapshot, monkeypatch: pytest.MonkeyPatch
@@ -80,6 +149,8 @@ def test_fast_paths_decide_as_the_plain_searches(
         )
         plain.setattr(cycle._Cycle, "_replay_failure", lambda *args: False)
         plain.setattr(cycle._Cycle, "_restart_others", cycle._Cycle._try_restart_others)
+        plain.setattr(preemption, "_one_victim", _plain_one_victim)
+        plain.setattr(FreeIndex, "slots", _plain_slots)
         slow = schedule(snap)
     assert fast == slow
     assert fast.admissions and fast.waiting
@@ -107,6 +178,7 @@ def test_the_shortcuts_are_taken(monkeypatch: pytest.MonkeyPatch) -> None:
     counts: Counter[str] = Counter()
     for name in ("_replay_failure", "_restart_others", "_try_restart_others"):
         _count_calls(monkeypatch, cycle._Cycle, name, counts)
+    _count_calls(monkeypatch, FreeIndex, "bounce", counts)
     costed: list[int] = []
     everything: list[int] = []
     original_nodes = preemption._nodes_to_cost
@@ -122,6 +194,7 @@ def test_the_shortcuts_are_taken(monkeypatch: pytest.MonkeyPatch) -> None:
         schedule(param.values[0])
     assert counts["_replay_failure true"] > 0
     assert counts["_try_restart_others"] < counts["_restart_others"]
+    assert counts["bounce"] > 0
     assert sum(costed) < sum(everything)
 
 
