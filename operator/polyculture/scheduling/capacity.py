@@ -126,9 +126,19 @@ class FreeIndex:
             self.journal.append((node, new))
 
     def replay(self, moves: list[tuple[int, int]]) -> None:
-        """Make again the ``moves`` a journal recorded, in order (free GPUs, buckets, version)."""
-        for node, new in moves:
+        """Make again the ``moves`` a journal recorded, in order (free GPUs, buckets, version).
+        A move up and straight back down on one node (a victim tried alone) is one
+        :meth:`bounce`."""
+        free = self.free
+        i, n = 0, len(moves)
+        while i < n:
+            node, new = moves[i]
+            if i + 1 < n and moves[i + 1][0] == node and moves[i + 1][1] == free[node] < new:
+                self.bounce(node, new - free[node])
+                i += 2
+                continue
             self._move(node, new)
+            i += 1
 
     def take(self, node: int, gpus: int) -> None:
         """Allocate ``gpus`` on ``node``; the caller has checked that they are free."""

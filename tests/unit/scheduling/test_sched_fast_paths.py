@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import itertools
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -227,3 +228,29 @@ def test_the_collector_is_paused_only_while_a_cycle_runs(monkeypatch: pytest.Mon
     with pytest.raises(RuntimeError):
         schedule(snap)
     assert gc.isenabled()
+
+
+def test_a_replay_makes_the_recorded_moves() -> None:
+    """``FreeIndex.replay`` (which makes a move up and straight back down as one bounce)
+    leaves the index as the recorded moves made one by one."""
+    snap = SNAPSHOTS[0].values[0]
+    pools = [index_pool(snap.nodes, snap.policy.gpu_classes) for _ in range(3)]
+    for pool in pools:
+        pool.open([(3 * i) % 9 for i in range(len(pool.nodes))])
+    recorder, replayed, plain = (pool.index for pool in pools)
+    recorder.journal = []
+    nodes = [i for i in range(len(pools[0].nodes)) if recorder.pos[i] >= 0]
+    for k, node in enumerate(nodes):
+        room = pools[0].nodes[node].gpus - recorder.free[node]
+        if room and k % 3:
+            recorder.give(node, room)
+            recorder.take(node, room)  # a bounce
+        elif room:
+            recorder.give(node, 1)  # a move up that stays
+    moves = recorder.journal
+    bounces = sum(a[0] == b[0] and a[1] > b[1] for a, b in itertools.pairwise(moves))
+    assert bounces > 10 and len(moves) > 2 * bounces
+    replayed.replay(moves)
+    for node, new in moves:
+        plain._move(node, new)
+    assert _state(replayed) == _state(plain) == (*_state(recorder)[:-1], None)
