@@ -41,6 +41,11 @@ clusters itself and creates them through the ``kubernetes`` backend (``--senders
 then prints ``creates_per_s``, ``pods_bound_p50_s`` / ``pods_bound_p99_s`` (backend create to
 head Pod bound), ``api_requests_per_cluster`` and ``teardown_all_s``.
 
+``--creates-only`` leaves the operator out as well: the API server alone, on an otherwise
+idle control plane, creating ``--models`` CommunityModels from ``--senders`` threads; it
+prints ``creates_per_s``, the CPU seconds of each process and the API server's CPU per
+create (the ceiling the rest of the benchmark shares).
+
 Nothing runs in a container on a kwok node, so a cluster never becomes Ready; the measured
 path ends at "Pods bound". This is a measuring tool (it reads clocks); it is not a test.
 """
@@ -428,6 +433,53 @@ def run(
     }
 
 
+def run_creates(models: int, communities: int, senders: int) -> dict[str, Any]:
+    """The API server alone: ``models`` CommunityModels created by ``senders`` threads on a
+    control plane with no operator (and no pool: nothing reacts to them), timed, with the
+    CPU seconds each process spent."""
+    with (
+        tempfile.TemporaryDirectory(prefix="pc-createbench-") as tmp,
+        ControlPlane(run_dir=Path(tmp) / "cp", go_gc=BENCH_GOGC) as cp,
+    ):
+        cp.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+        cp.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+        api = config.new_client_from_config(config_file=str(cp.kubeconfig))  # type: ignore[no-untyped-call]
+        api.configuration.connection_pool_maxsize = senders + 4
+        objs, core = client.CustomObjectsApi(api), client.CoreV1Api(api)
+        names = [f"community-{i}" for i in range(communities)]
+        for name in names:
+            core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+        pids = {**cp.pids(), "benchmark": os.getpid()}
+
+        def send(i: int) -> None:
+            namespace = names[i % communities]
+            objs.create_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                namespace,
+                "communitymodels",
+                model_body(f"m-{i:05d}", "none", namespace),
+            )
+
+        before = cpu_by_process(pids)
+        start = time.monotonic()
+        with ThreadPoolExecutor(senders) as pool_of_senders:
+            list(pool_of_senders.map(send, range(models)))
+        took = time.monotonic() - start
+        after = cpu_by_process(pids)
+    return {
+        "mode": "creates",
+        "models": models,
+        "senders": senders,
+        "create_s": round(took, 2),
+        "creates_per_s": round(models / took, 1),
+        "cpu_s": {k: round(after[k] - before[k], 1) for k in before},
+        "apiserver_cpu_ms_per_create": round(
+            1000 * (after["kube-apiserver"] - before["kube-apiserver"]) / models, 2
+        ),
+    }
+
+
 def run_backend(
     models: int, gpus_per_node: int, communities: int, senders: int, timeout_s: float
 ) -> dict[str, Any]:
@@ -558,6 +610,11 @@ def main(argv: list[str]) -> int:
         help="no operator: time the kubernetes backend alone (create -> head Pod bound)",
     )
     parser.add_argument(
+        "--creates-only",
+        action="store_true",
+        help="no operator: time the API server alone creating the models (creates/s, CPU)",
+    )
+    parser.add_argument(
         "--operator-log", type=Path, default=None, help="copy the operator's log to this file"
     )
     parser.add_argument("--json", action="store_true")
@@ -569,6 +626,10 @@ def main(argv: list[str]) -> int:
                 file=sys.stderr,
             )
             return 2
+    if args.creates_only:
+        alone = run_creates(args.models, args.communities, args.senders)
+        print(json.dumps(alone) if args.json else yaml.safe_dump(alone, sort_keys=False))
+        return 0
     if args.backend_only:
         alone = run_backend(
             args.models, args.gpus_per_node, args.communities, args.senders, args.timeout
