@@ -23,6 +23,7 @@ from polyculture.api.admissibility import KnownPools
 from polyculture.api.community_model import Phase
 from polyculture.api.meta import GROUP, VERSION
 from polyculture.handlers.clock import CLOCK
+from polyculture.kube.index import slim
 from polyculture.kube.status import patch_model_status_if_unchanged, read_model
 from polyculture.metrics import MODEL_VERDICTS
 from polyculture.reconcile.models import PoolsCache, parse_pools, pool_verdict_key, verdict
@@ -37,7 +38,7 @@ def pools_index(*, name: str, body: kopf.Body, **_: Any) -> dict[str, dict[str, 
 
 @kopf.index(GROUP, VERSION, MODELS)
 def models_by_pool(*, spec: kopf.Spec, body: kopf.Body, **_: Any) -> dict[str, dict[str, Any]]:
-    return {str(spec.get("pool", "")): dict(body)}
+    return {str(spec.get("pool", "")): slim(body)}
 
 
 def _pools(index: kopf.Index[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from kubernetes import client, watch
@@ -22,6 +22,25 @@ from kubernetes.client.exceptions import ApiException
 log = logging.getLogger(__name__)
 
 Key = tuple[str, str]  # (namespace, name)
+
+
+#: annotations nothing in the operator reads, and that can be as large as the object itself
+UNREAD_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
+
+
+def slim(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """``obj`` without what the operator never reads and an index would keep for every
+    object: ``metadata.managedFields`` (every field path of every writer: often more than the
+    rest of the object) and kubectl's copy of the last applied configuration."""
+    meta = obj.get("metadata") or {}
+    annotations = meta.get("annotations") or {}
+    drop = [a for a in UNREAD_ANNOTATIONS if a in annotations]
+    if "managedFields" not in meta and not drop:
+        return dict(obj)
+    slimmed = {k: v for k, v in meta.items() if k != "managedFields"}
+    if drop:
+        slimmed["annotations"] = {k: v for k, v in annotations.items() if k not in drop}
+    return {**obj, "metadata": slimmed}
 
 
 def _rv(obj: dict[str, Any]) -> int:
@@ -87,6 +106,7 @@ class WatchIndex:
 
     def apply(self, event: str, obj: dict[str, Any]) -> None:
         """Take one event (``ADDED``, ``MODIFIED``, ``DELETED``) of an object (API JSON)."""
+        obj = slim(obj)
         meta = obj["metadata"]
         key = (meta.get("namespace") or "", meta["name"])
         group = (meta.get("labels") or {}).get(self.group_label, "")
@@ -133,7 +153,7 @@ class WatchIndex:
         response = self._list_all(label_selector=self.label_selector, _preload_content=False)
         listed = json.loads(response.data)
         self.lists += 1
-        items: list[dict[str, Any]] = listed.get("items") or []
+        items: list[dict[str, Any]] = [slim(o) for o in listed.get("items") or []]
         for item in items:  # list items carry no kind
             item.setdefault("kind", self.kind)
         fresh = {(o["metadata"].get("namespace") or "", o["metadata"]["name"]): o for o in items}
