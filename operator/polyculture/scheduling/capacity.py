@@ -178,6 +178,44 @@ class FreeIndex:
         if self.journal is not None:
             self.journal += ((node, free + gpus), (node, free))
 
+    def round_trip(self, gives: list[tuple[int, int]]) -> None:
+        """``give(node, gpus)`` for each of ``gives`` in order, then ``take(node, gpus)`` for
+        each in reverse — victims freed by a search that failed and put back — in one step:
+        the same buckets and their order, positions, version and journal as those moves one
+        by one. Free GPUs, counts and totals end as they were, so only the buckets move."""
+        free, pos, opos = self.free, self.pos, self.opos
+        shape_of, owner_of, buckets, obuckets = (
+            self.shape_of,
+            self.owner_of,
+            self.buckets,
+            self.obuckets,
+        )
+        moves: list[tuple[int, int]] = []
+        steps = [(node, gpus) for node, gpus in gives]
+        steps += [(node, -gpus) for node, gpus in reversed(gives)]
+        for node, gpus in steps:
+            s = shape_of[node]
+            old = free[node]
+            new = old + gpus
+            for lists, where in (
+                (buckets[s], pos),
+                (obuckets[s][owner_of[node]], opos),
+            ):
+                bucket = lists[old]
+                i = where[node]
+                last = bucket.pop()
+                if last != node:
+                    bucket[i] = last
+                    where[last] = i
+                bucket = lists[new]
+                where[node] = len(bucket)
+                bucket.append(node)
+            free[node] = new
+            moves.append((node, new))
+        self.version += len(moves)
+        if self.journal is not None:
+            self.journal += moves
+
     def slots(self, shape: int, gpus_per_worker: int) -> int:
         """How many workers of ``gpus_per_worker`` GPUs fit in the free blocks of ``shape``."""
         if gpus_per_worker == 1:

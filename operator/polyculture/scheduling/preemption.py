@@ -182,6 +182,11 @@ def find_victims(
     taken: list[Live] = []
     starved = False  # a candidate was skipped because its community had no surplus left
     fits = False
+    # the pass counts the slots its victims would free (``grown``: a node's free GPUs once
+    # those taken so far are freed) and makes the index moves only once it knows the outcome
+    g = gpus_per_worker
+    have = index.slots(shape, g)
+    grown: dict[int, int] = {}
     for live in candidates:
         v = live.community
         if live.preempted or v == preemptor or v < 0:
@@ -199,20 +204,37 @@ def find_victims(
             if report is not None:
                 report.skipped.add(v)
             continue
-        release(index, live, alloc)
+        alloc[v] = left  # as release does
         taken.append(live)
-        if index.slots(shape, gpus_per_worker) >= workers:
+        have += _more_slots(index, shape, g, live, grown)
+        if have >= workers:
             fits = True
             break
     if fits:
+        for live in taken:
+            for node in live.nodes:
+                index.give(node, live.gpus)
         return put_back(index, taken, alloc, lambda: index.slots(shape, gpus_per_worker) >= workers)
+    index.round_trip([(node, live.gpus) for live in taken for node in live.nodes])
     for live in reversed(taken):
-        restore(index, live, alloc)
+        alloc[live.community] += live.units  # as restore does
     if report is not None:
         report.greedy_moves = 2 * sum(len(live.nodes) for live in taken)
     if not starved:
         return None
     return _one_victim(index, shape, workers, gpus_per_worker, preemptor, candidates, rule)
+
+
+def _more_slots(index: FreeIndex, shape: int, g: int, live: Live, grown: dict[int, int]) -> int:
+    """How many more workers of ``g`` GPUs fit on ``shape`` once ``live`` is freed too;
+    ``grown`` (a node's free GPUs with the victims counted so far) is updated."""
+    more, free, shape_of = 0, index.free, index.shape_of
+    for node in live.nodes:
+        if shape_of[node] == shape:
+            f = grown.get(node, free[node])
+            grown[node] = f + live.gpus
+            more += (f + live.gpus) // g - f // g
+    return more
 
 
 def _one_victim(

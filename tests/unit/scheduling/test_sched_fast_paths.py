@@ -89,6 +89,51 @@ def _plain_one_victim(
     return None
 
 
+def _plain_find_victims(
+    index: FreeIndex,
+    shape: int,
+    workers: int,
+    gpus_per_worker: int,
+    *,
+    preemptor: int,
+    candidates: list[preemption.Live],
+    rule: preemption.Rule,
+    report: preemption.Search | None = None,
+) -> list[preemption.Live] | None:
+    """The greedy pass as written first: free each givable candidate and look, then give
+    them all back when the gang does not fit."""
+    taken: list[preemption.Live] = []
+    starved = False
+
+    def fits() -> bool:
+        return index.slots(shape, gpus_per_worker) >= workers
+
+    for live in candidates:
+        v = live.community
+        if live.preempted or v == preemptor or v < 0:
+            if report is not None and v == preemptor and not live.preempted:
+                report.skipped.add(v)
+            continue
+        if not preemption.givable(live, 0.0, rule):
+            starved = True
+            if report is not None:
+                report.skipped.add(v)
+            continue
+        preemption.release(index, live, rule.alloc)
+        taken.append(live)
+        if fits():
+            return preemption.put_back(index, taken, rule.alloc, fits)
+    for live in reversed(taken):
+        preemption.restore(index, live, rule.alloc)
+    if report is not None:
+        report.greedy_moves = 2 * sum(len(live.nodes) for live in taken)
+    if not starved:
+        return None
+    return preemption._one_victim(
+        index, shape, workers, gpus_per_worker, preemptor, candidates, rule
+    )
+
+
 def _plain_slots(index: FreeIndex, shape: int, gpus_per_worker: int) -> int:
     count = index.count[shape]
     return sum(count[f] * (f // gpus_per_worker) for f in range(gpus_per_worker, len(count)))
@@ -152,6 +197,7 @@ def test_fast_paths_decide_as_the_plain_searches(
         plain.setattr(cycle._Cycle, "_restart_others", cycle._Cycle._try_restart_others)
         plain.setattr(preemption, "_one_victim", _plain_one_victim)
         plain.setattr(FreeIndex, "slots", _plain_slots)
+        plain.setattr(cycle, "find_victims", _plain_find_victims)
         slow = schedule(snap)
     assert fast == slow
     assert fast.admissions and fast.waiting
@@ -254,3 +300,33 @@ def test_a_replay_makes_the_recorded_moves() -> None:
     for node, new in moves:
         plain._move(node, new)
     assert _state(replayed) == _state(plain) == (*_state(recorder)[:-1], None)
+
+
+def test_a_round_trip_is_the_gives_then_the_takes() -> None:
+    """``FreeIndex.round_trip`` (victims of a failed search freed and put back) leaves the
+    index as the gives in order then the takes in reverse, one by one — also with several
+    victims on one node and a node's new bucket another's old one."""
+    snap = SNAPSHOTS[0].values[0]
+    pools = [index_pool(snap.nodes, snap.policy.gpu_classes) for _ in range(2)]
+    for pool in pools:
+        pool.open([(3 * i) % 9 for i in range(len(pool.nodes))])
+        pool.index.journal = []
+    tripped, plain = (pool.index for pool in pools)
+    nodes = [i for i in range(len(pools[0].nodes)) if tripped.pos[i] >= 0]
+    for k in range(1, 40):
+        gives: list[tuple[int, int]] = []
+        room = {node: pools[0].nodes[node].gpus - tripped.free[node] for node in nodes}
+        for node in nodes[k % 7 :: 5 + k % 4]:
+            for _ in range(1 + (node + k) % 2):  # some nodes twice
+                if room[node]:
+                    gpus = 1 + (node * k) % room[node]
+                    room[node] -= gpus
+                    gives.append((node, gpus))
+        assert gives
+        tripped.round_trip(gives)
+        for node, gpus in gives:
+            plain.give(node, gpus)
+        for node, gpus in reversed(gives):
+            plain.take(node, gpus)
+        assert _state(tripped) == _state(plain)
+    assert plain.journal and len({node for node, _ in plain.journal}) > 20
