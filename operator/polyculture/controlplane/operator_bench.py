@@ -53,6 +53,7 @@ path ends at "Pods bound". This is a measuring tool (it reads clocks); it is not
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -64,7 +65,7 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -226,6 +227,23 @@ def model_body(name: str, pool: str, community: str) -> dict[str, Any]:
     }
 
 
+@contextlib.contextmanager
+def _control_plane(
+    prefix: str, senders: int
+) -> Iterator[tuple[ControlPlane, client.ApiClient, Path]]:
+    """A fresh benchmark control plane with the CRDs established, a client with a connection
+    for each sender, and a scratch directory (all removed at the end)."""
+    with (
+        tempfile.TemporaryDirectory(prefix=prefix) as tmp,
+        ControlPlane(run_dir=Path(tmp) / "cp", go_gc=BENCH_GOGC) as cp,
+    ):
+        cp.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+        cp.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+        api = config.new_client_from_config(config_file=str(cp.kubeconfig))  # type: ignore[no-untyped-call]
+        api.configuration.connection_pool_maxsize = senders + 4
+        yield cp, api, Path(tmp)
+
+
 def _namespaces_and_nodes(
     api: Any, *, nodes: int, gpus_per_node: int, communities: int, senders: int
 ) -> tuple[list[str], list[str]]:
@@ -259,14 +277,7 @@ def run(
     operator_log: Path | None = None,
 ) -> dict[str, Any]:
     nodes = math.ceil(models / gpus_per_node) + 1
-    with (
-        tempfile.TemporaryDirectory(prefix="pc-opbench-") as tmp,
-        ControlPlane(run_dir=Path(tmp) / "cp", go_gc=BENCH_GOGC) as cp,
-    ):
-        cp.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-        cp.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
-        api = config.new_client_from_config(config_file=str(cp.kubeconfig))  # type: ignore[no-untyped-call]
-        api.configuration.connection_pool_maxsize = senders + 4
+    with _control_plane("pc-opbench-", senders) as (cp, api, tmp):
         objs, core = client.CustomObjectsApi(api), client.CoreV1Api(api)
         names, owner_names = _namespaces_and_nodes(
             api, nodes=nodes, gpus_per_node=gpus_per_node, communities=communities, senders=senders
@@ -285,7 +296,7 @@ def run(
         }
         objs.create_cluster_custom_object(GROUP, VERSION, "computepools", pool)
         port = free_port()
-        op = OperatorProcess(cp.kubeconfig, Path(tmp), ("--metrics-port", str(port)))
+        op = OperatorProcess(cp.kubeconfig, tmp, ("--metrics-port", str(port)))
         op.start()
         stop = threading.Event()
         try:
@@ -437,14 +448,7 @@ def run_creates(models: int, communities: int, senders: int) -> dict[str, Any]:
     """The API server alone: ``models`` CommunityModels created by ``senders`` threads on a
     control plane with no operator (and no pool: nothing reacts to them), timed, with the
     CPU seconds each process spent."""
-    with (
-        tempfile.TemporaryDirectory(prefix="pc-createbench-") as tmp,
-        ControlPlane(run_dir=Path(tmp) / "cp", go_gc=BENCH_GOGC) as cp,
-    ):
-        cp.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-        cp.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
-        api = config.new_client_from_config(config_file=str(cp.kubeconfig))  # type: ignore[no-untyped-call]
-        api.configuration.connection_pool_maxsize = senders + 4
+    with _control_plane("pc-createbench-", senders) as (cp, api, _):
         objs, core = client.CustomObjectsApi(api), client.CoreV1Api(api)
         names = [f"community-{i}" for i in range(communities)]
         for name in names:
@@ -491,14 +495,7 @@ def run_backend(
     from polyculture.ray.kubernetes import KubernetesBackend
 
     nodes = math.ceil(models / gpus_per_node)
-    with (
-        tempfile.TemporaryDirectory(prefix="pc-backendbench-") as tmp,
-        ControlPlane(run_dir=Path(tmp) / "cp", go_gc=BENCH_GOGC) as cp,
-    ):
-        cp.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-        cp.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
-        api = config.new_client_from_config(config_file=str(cp.kubeconfig))  # type: ignore[no-untyped-call]
-        api.configuration.connection_pool_maxsize = senders + 4
+    with _control_plane("pc-backendbench-", senders) as (cp, api, tmp):
         objs, core = client.CustomObjectsApi(api), client.CoreV1Api(api)
         names, owner_names = _namespaces_and_nodes(
             api, nodes=nodes, gpus_per_node=gpus_per_node, communities=communities, senders=senders
@@ -542,7 +539,7 @@ def run_backend(
             on_pod,
             label_selector="app.kubernetes.io/managed-by=polyculture",
         )
-        backend = KubernetesBackend("bench", RaySettings(), api, token_dir=Path(tmp) / "tokens")
+        backend = KubernetesBackend("bench", RaySettings(), api, token_dir=tmp / "tokens")
         try:
             before = operator_requests(cp.get("/metrics")[1].decode())
             sent: dict[str, float] = {}
