@@ -4,6 +4,7 @@ and the core then takes as victim the run that loses least work."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,7 +21,7 @@ from polyculture.reconcile.admission import (
     snapshot,
 )
 from polyculture.reconcile.conditions import format_time
-from polyculture.scheduling import Community, Node, Snapshot, schedule
+from polyculture.scheduling import Community, Node, schedule
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
@@ -103,14 +104,7 @@ def test_the_core_takes_the_run_that_loses_least(interval: str | None, victim: s
     intervals = {r.workload.key: r.checkpoint_interval_s for r in built.running}
     assert intervals == {"b/plain": 0.0, "b/saves": 0.0 if interval is None else 1800.0}
     # three communities of equal weight (c asks for nothing): a is entitled to 4 GPUs
-    snap = Snapshot(
-        nodes=nodes,
-        communities=(Community("a"), Community("b"), Community("c")),
-        running=built.running,
-        pending=built.pending,
-        now=built.now,
-        policy=built.policy,
-    )
+    snap = replace(built, communities=(Community("a"), Community("b"), Community("c")))
     decisions = schedule(snap)
     assert [p.running.workload.key for p in decisions.preemptions] == [victim]
     assert [a.workload.key for a in decisions.admissions] == ["a/waiting"]

@@ -4,6 +4,7 @@ whose status says it was restarted that many times."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,7 +15,7 @@ from polyculture.api.community_model import CommunityModelSpec
 from polyculture.api.compute_pool import ComputePoolSpec
 from polyculture.reconcile.admission import ModelView, PoolView, policy_of, snapshot
 from polyculture.reconcile.conditions import format_time
-from polyculture.scheduling import Community, Node, Snapshot, schedule
+from polyculture.scheduling import Community, Node, schedule
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
@@ -90,14 +91,7 @@ def test_the_core_spares_a_model_restarted_as_often_as_the_limit(limit: int, vic
     built = snapshot(view_, pool, {}, models, NOW)
     assert sorted(r.restarts for r in built.running) == [0, 3]
     # three communities of equal weight (c asks for nothing): a is entitled to 4 GPUs
-    snap = Snapshot(
-        nodes=nodes,
-        communities=(Community("a"), Community("b"), Community("c")),
-        running=built.running,
-        pending=built.pending,
-        now=built.now,
-        policy=built.policy,
-    )
+    snap = replace(built, communities=(Community("a"), Community("b"), Community("c")))
     decisions = schedule(snap)
     # victims of equal priority: under the default back-off (2) the one restarted before goes
     # first (protected 1m × 2³ = 8 minutes, long past), unless the limit spares it; a starts
