@@ -27,6 +27,7 @@ from polyculture.handlers.models import MODELS
 from polyculture.handlers.nodes import current_nodes
 from polyculture.handlers.pools import Claims
 from polyculture.kube.status import ADMISSION_MANAGER, apply_pool_status, patch_model_status
+from polyculture.loop.actions import READY_TIMEOUT_S
 from polyculture.loop.backends import BackendSettings, BackendUnavailableError
 from polyculture.loop.pool import PoolLoop, Writer, parse_model
 from polyculture.ray.backend import Role, WorkloadRef
@@ -35,6 +36,7 @@ from polyculture.reconcile.models import parse_pools, verdict
 TICK_S = 0.5
 STATE_DIR_ENV = "POLYCULTURE_RAY_STATE_DIR"
 FATE_SHARE_ENV = "POLYCULTURE_RAY_FATE_SHARE"
+START_TIMEOUT_ENV = "POLYCULTURE_CLUSTER_START_TIMEOUT"
 DEFAULT_STATE_DIR = Path(".polyculture/ray")
 #: status fields the loop owns, cleared when its pool is gone
 LOOP_FIELDS = (
@@ -72,6 +74,7 @@ def start_admission(memo: kopf.Memo, **_: Any) -> None:
     settings = BackendSettings(
         local_state_dir=Path(os.environ.get(STATE_DIR_ENV) or DEFAULT_STATE_DIR).resolve(),
         local_fate_share=os.environ.get(FATE_SHARE_ENV) == "1",
+        ready_timeout_s=float(os.environ.get(START_TIMEOUT_ENV) or READY_TIMEOUT_S),
     )
     memo.admission = Admission(settings)
 

@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import threading
 import time
@@ -61,8 +62,21 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="local Ray clusters die with the operator (demo); by default they outlive it and "
         "a restarted operator adopts them",
     )
+    parser.add_argument(
+        "--cluster-start-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="how long a new Ray cluster may take to become ready before it is torn down and "
+        "its model requeued (default 300)",
+    )
     parser.add_argument("--verbose", action="store_true")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.cluster_start_timeout is not None and not (
+        math.isfinite(args.cluster_start_timeout) and args.cluster_start_timeout > 0
+    ):
+        parser.error("--cluster-start-timeout must be a positive number of seconds")
+    return args
 
 
 def main(argv: list[str]) -> int:
@@ -73,6 +87,8 @@ def main(argv: list[str]) -> int:
         os.environ["POLYCULTURE_RAY_STATE_DIR"] = args.ray_state_dir
     if args.ray_fate_share:
         os.environ["POLYCULTURE_RAY_FATE_SHARE"] = "1"
+    if args.cluster_start_timeout is not None:
+        os.environ["POLYCULTURE_CLUSTER_START_TIMEOUT"] = str(args.cluster_start_timeout)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",

@@ -4,8 +4,9 @@ Each function runs in a worker thread and returns an :class:`Outcome` (or None: 
 that the loop's next step turns into a lifecycle transition. None of them waits for a cluster
 to start: :func:`start` creates it (idempotent: a restarted operator adopts what exists) and
 says where it stands; :func:`check_start` looks again on a later tick, from the backend's
-watch-fed state. A cluster that is not ready by its deadline (its creation plus
-``READY_TIMEOUT_S``, so a restart does not extend it) is torn down and reported as
+watch-fed state. A cluster that is not ready by its deadline (its creation plus the start
+timeout, ``READY_TIMEOUT_S`` unless the operator is told otherwise, so a restart does not
+extend it) is torn down and reported as
 :class:`ClusterStartError`. Serving deploys once its cluster is ready and is then followed
 the same way until it answers or ``SERVE_TIMEOUT_S`` passed.
 """
@@ -87,6 +88,8 @@ class Actions:
     backend: Callable[[], ClusterBackend]
     checkpoint_root: Path
     now: Callable[[], datetime]
+    #: seconds a new cluster may take to become ready before it is torn down and requeued
+    ready_timeout_s: float = READY_TIMEOUT_S
 
     def ref(self, view: ModelView, role: Role) -> WorkloadRef:
         return WorkloadRef(
@@ -132,7 +135,7 @@ class Actions:
         backend = self.backend()
         role = Role.TRAINING if view.stage == TRAINING else Role.SERVING
         cluster = backend.create(self.ref(view, role), placement)
-        deadline = cluster.created_at + READY_TIMEOUT_S
+        deadline = cluster.created_at + self.ready_timeout_s
         return self._when_ready(view, run, backend, cluster, deadline)
 
     def check_start(self, view: ModelView, run: int, stage: str, deadline: float) -> Outcome:
@@ -160,7 +163,7 @@ class Actions:
         if status.phase in (ClusterPhase.FAILED, ClusterPhase.GONE):
             problem = f"Ray cluster {status.phase.value}: {status.message}"
         elif not status.ready and time.time() > deadline:
-            problem = f"Ray cluster not ready after {READY_TIMEOUT_S:g} s: {status.message}"
+            problem = f"Ray cluster not ready after {self.ready_timeout_s:g} s: {status.message}"
         if problem:
             backend.teardown(cluster)
             raise ClusterStartError(problem[-500:])

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from polyculture.api.compute_pool import RaySettings
+from polyculture.loop.actions import READY_TIMEOUT_S
 from polyculture.ray.backend import ClusterBackend
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,9 @@ class BackendSettings:
     local_state_dir: Path
     #: True: local clusters die with the operator process (no adoption after a restart)
     local_fate_share: bool = False
+    #: seconds a new Ray cluster may take to become ready (``polyculture run
+    #: --cluster-start-timeout``); then it is torn down and its model requeued
+    ready_timeout_s: float = READY_TIMEOUT_S
     _local: ClusterBackend | None = field(default=None, repr=False)
     _pools: dict[str, tuple[tuple[str, str, str], ClusterBackend]] = field(
         default_factory=dict, repr=False

@@ -195,7 +195,9 @@ class PoolLoop:
         self.now = now
         self.workers = Workers(workers, f"pool-{pool}")
         self.writes = Workers(WRITE_WORKERS, f"pool-{pool}-write")
-        self.actions = Actions(pool, self._require, backends.checkpoint_root, now)
+        self.actions = Actions(
+            pool, self._require, backends.checkpoint_root, now, backends.ready_timeout_s
+        )
         self.tasks: dict[str, Future[Outcome | None]] = {}
         self.next_poll: dict[str, float] = {}
         self.starts: dict[str, Start] = {}
