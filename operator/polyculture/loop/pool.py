@@ -68,12 +68,12 @@ from polyculture.reconcile.admission import (
     model_usage,
     plan,
     pool_view,
-    snapshot,
 )
 from polyculture.reconcile.conditions import parse_time
 from polyculture.reconcile.models import PoolsCache, pool_verdict_key, verdict
 from polyculture.reconcile.pools import member_rules
 from polyculture.reconcile.provenance import after_training
+from polyculture.reconcile.snapshots import SnapshotBuilder
 from polyculture.scheduling import Decisions, schedule
 
 log = logging.getLogger(__name__)
@@ -223,6 +223,8 @@ class PoolLoop:
         self._known: KnownPools | None = None
         self.status = PoolStatus(pool, writer.apply_pool)
         self.fingerprint: Any = None
+        #: the core's snapshot, made again only for the models whose view changed
+        self.snapshots = SnapshotBuilder()
         self.last_cycle = 0.0
         self.decisions: Decisions | None = None
         self.backend_key: tuple[str, str, str] | None = None
@@ -272,7 +274,7 @@ class PoolLoop:
         views = self._views(model_bodies)
 
         if self.backend is not None:
-            snap = snapshot(pv, spec, pool_status, list(views.values()), now)
+            snap = self.snapshots.build(pv, spec, pool_status, list(views.values()), now)
             fingerprint = (snap.nodes, snap.communities, snap.running, snap.pending, snap.policy)
             if fingerprint != self.fingerprint or started - self.last_cycle >= RESCHEDULE_S:
                 self.fingerprint, self.last_cycle = fingerprint, started

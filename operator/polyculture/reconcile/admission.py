@@ -309,25 +309,55 @@ def snapshot(
     models: Sequence[ModelView],
     now: datetime,
 ) -> Snapshot:
-    """The core's view of the pool at ``now``: nodes, communities, running and pending."""
+    """The core's view of the pool at ``now``: nodes, communities, running and pending
+    (built from scratch; ``reconcile.snapshots.SnapshotBuilder`` makes the same one again
+    only for the models whose view changed)."""
     running: list[Running] = []
     pending: list[Workload] = []
     for view in sorted(models, key=lambda v: v.key):
-        if view.holding:
-            workload = workload_of(view)
-            admission = view.admission or {}
-            running.append(
-                Running(
-                    workload,
-                    placement_nodes(admission, workload.gpus_per_worker),
-                    epoch(admission.get("admittedAt"), now.timestamp()),
-                    # no checkpoint time is recorded: checkpoints every interval since admission
-                    restarts=restarts_of(view),
-                    checkpoint_interval_s=checkpoint_interval_s(view),
-                )
-            )
-        elif view.queueable:
-            pending.append(workload_of(view))
+        part = model_part(view, now)
+        if isinstance(part, Running):
+            running.append(part)
+        elif part is not None:
+            pending.append(part)
+    return assemble(pool, spec, pool_status, running, pending, now)
+
+
+def model_part(view: ModelView, now: datetime) -> Running | Workload | None:
+    """What one model is in the core's snapshot: running (holding GPUs), pending (waiting
+    for admission) or nothing. Depends on the view alone, and on ``now`` only where
+    :func:`part_reads_now` says so."""
+    if view.holding:
+        workload = workload_of(view)
+        admission = view.admission or {}
+        return Running(
+            workload,
+            placement_nodes(admission, workload.gpus_per_worker),
+            epoch(admission.get("admittedAt"), now.timestamp()),
+            # no checkpoint time is recorded: checkpoints every interval since admission
+            restarts=restarts_of(view),
+            checkpoint_interval_s=checkpoint_interval_s(view),
+        )
+    if view.queueable:
+        return workload_of(view)
+    return None
+
+
+def part_reads_now(view: ModelView) -> bool:
+    """Whether :func:`model_part` of ``view`` depends on ``now``: a holding model whose
+    admission carries no time (taken as admitted now)."""
+    return view.holding and not (view.admission or {}).get("admittedAt")
+
+
+def assemble(
+    pool: PoolView,
+    spec: ComputePoolSpec,
+    pool_status: Mapping[str, Any],
+    running: Sequence[Running],
+    pending: Sequence[Workload],
+    now: datetime,
+) -> Snapshot:
+    """The snapshot of the models' parts (in key order) with the pool's side at ``now``."""
     return Snapshot(
         nodes=pool.nodes,
         communities=communities_of(spec, pool_status),
