@@ -396,7 +396,14 @@ class CommunityModelStatus(StatusModel):
     ray_job_id: str | None = Field(default=None, alias="rayJobId", max_length=253)
     attempts: int = Field(default=0, ge=0)
     endpoint: str | None = Field(default=None, max_length=2048)
-    gpu_seconds_used: float = Field(default=0.0, ge=0, alias="gpuSecondsUsed")
+    gpu_seconds_used: float = Field(
+        default=0.0,
+        ge=0,
+        alias="gpuSecondsUsed",
+        description="GPU-seconds used up to usageUpdatedAt: written with each change of the "
+        "admission and refreshed at a slow, capped rate (every 15 minutes or less often with "
+        "many models); the pool's communities count it accrued to the moment.",
+    )
     gpu_seconds_by_owner: dict[str, float] = Field(
         default_factory=dict,
         alias="gpuSecondsByOwner",

@@ -576,6 +576,13 @@ class CommunityStatus(StatusModel):
     )
 
 
+class UsageWatch(StatusModel):
+    """A span in which one admission loop watched the pool without a break."""
+
+    since: datetime = Field(description="When the loop started watching.")
+    until: datetime = Field(description="Its last write of the pool status.")
+
+
 class ComputePoolStatus(StatusModel):
     """What the pool has and who uses it, as the operator last saw it."""
 
@@ -625,6 +632,15 @@ class ComputePoolStatus(StatusModel):
         default=None,
         alias="usageUpdatedAt",
         description="When the communities' usage was last accrued; the next accrual starts here.",
+    )
+    usage_watches: list[UsageWatch] = Field(
+        default_factory=list,
+        alias="usageWatches",
+        max_length=32,
+        description="Spans the admission loop watched the pool, oldest first, the running one "
+        "last: a model's gpuSecondsUsed accrues from its usageUpdatedAt over these spans only "
+        "(never over a time the operator was down); earlier spans stay while a model's stored "
+        "counter still needs them.",
     )
     ledger: LedgerStatus | None = None
     conditions: list[Condition] = conditions_field("Ready and other conditions of the pool.")

@@ -260,6 +260,7 @@ class PoolLoop:
         self._choose_backend(spec.ray)
         self.serve_on_mismatch = spec.provenance.serve_on_mismatch
         stored = dict(pool_body.get("status") or {})
+        self.status.start(stored, now)
         pool_status = {**stored, **(self.status.written or {})}
         self._pool_body = pool_body
         self._pool_key = pool_verdict_key(pool_body)
@@ -396,6 +397,7 @@ class PoolLoop:
                     self.judged_here.add(key)
                 current = judged
             if spec is not None:
+                current = self.status.settled(key, current)  # carried into this loop's watch
                 out[key] = view = _view(current, spec)
                 self.bodies[key] = current
                 if view.phase not in UNJUDGED:  # a verdict made here depends on the pool
@@ -701,10 +703,7 @@ class PoolLoop:
                 log.info("pool %s: %s: last action ended with %r", self.pool, view.key, err)
         written = self.written.get(view.key)
         newest = view if written is None else replace(view, status=written[1])
-        used = float(newest.status.get("gpuSecondsUsed") or 0.0)
-        final = model_usage(newest, self.now())
-        if final is not None:
-            used = float(final["gpuSecondsUsed"])
+        used = self.status.final_used(newest.status, self.now())
         self.status.retire(view.uid, newest.community, used)
         if self.backend is not None:
             self.actions.teardown_all(view)

@@ -2,23 +2,30 @@
 
 :class:`PoolStatus` is what one pool's admission loop writes besides its models' admissions:
 
-- each holding model's GPU-seconds, flushed to the model's status at least every
-  ``LEDGER_FLUSH_S`` (less often with many models holding GPUs, see ``USAGE_WRITES_PER_S``);
 - per community, entitlement, allocation, pending GPUs and the GPU-seconds consumed (the sum
-  of its models' counters, plus those of deleted models, so that it never decreases);
+  of its models' counters accrued to now, plus those of deleted models, so that it never
+  decreases), written when anything but the time-driven figures changes, else every
+  ``LEDGER_FLUSH_S``;
+- ``usageWatches``: the spans the loops watched the pool (``reconcile.watching``), the running
+  one's end moved with each write, so that a model's counter accrues exactly between its
+  writes, across restarts, and never over a time nobody watched;
 - the ``BackendReady`` condition;
 
 applied whole (server-side apply under the loop's own field manager) only when something in
-it changed. A deleted model's last counter is kept (:meth:`PoolStatus.retire`) until a pool
-write has counted it.
+it changed. A holding model's counter is written with each change of its admission (by the
+plan and the lifecycle), and otherwise only by :meth:`PoolStatus.usage_patches`: once after a
+restart (*settled*: carried over the earlier spans) and every ``REFRESH_S``, at most
+``USAGE_WRITES_PER_S`` such writes a second. A deleted model's last counter is kept
+(:meth:`PoolStatus.retire`) until a pool write has counted it.
 """
 
 from __future__ import annotations
 
+import heapq
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from polyculture import metrics
@@ -30,22 +37,35 @@ from polyculture.reconcile.admission import (
     held_gpus,
     held_units,
     model_usage,
-    models_used,
     per_community,
     pool_usage,
     pool_usage_changed,
 )
 from polyculture.reconcile.conditions import condition, parse_time
-from polyculture.reconcile.pools import MAX_ACCRUAL_GAP_S
+from polyculture.reconcile.watching import (
+    Watches,
+    accrued_used,
+    accrues,
+    settle,
+    watches_from_status,
+)
 from polyculture.scheduling import Decisions
 
 log = logging.getLogger(__name__)
 
-#: a holding model's GPU-seconds are written at least this often ...
+#: the loop's part of the pool status (with the end of the running watch) is written at
+#: least this often: the most watched time a crash loses per holding model
 LEDGER_FLUSH_S = 30.0
-#: ... and, with many models holding GPUs, about this many such writes per second (1,000
-#: models every 30 s would cost the API server 33 writes a second), up to 90 s apart
-USAGE_WRITES_PER_S = 10.0
+#: a holding model's counter is written at least this often when nothing else writes it ...
+REFRESH_S = 900.0
+#: ... and such writes (refreshes, and settling counters after a restart) are capped at this
+#: many a second: at 10,000 holding models a refresh every ~33 minutes
+USAGE_WRITES_PER_S = 5.0
+#: the cap's burst: writes saved up while none was due
+USAGE_BURST = 25.0
+#: earlier spans stay in the pool status at least this long after a loop starts (every
+#: model has been seen by then), and until no counter needs them
+SETTLE_AFTER_S = 60.0
 
 ApplyPool = Callable[[str, Mapping[str, Any]], None]
 #: (resourceVersion, status) of the loop's last write of a model, by key
@@ -72,48 +92,116 @@ class PoolStatus:
         #: final counters of models released (deleted) since, by uid
         self.finals: dict[str, tuple[str, float]] = {}
         self.finals_lock = threading.Lock()
+        #: the spans the pool was watched, the running one from this loop's first step
+        self.watches: Watches | None = None
+        #: holding models whose stored counter earlier spans still credit, by key: the
+        #: stored ``usageUpdatedAt`` (written soon, at the capped rate, oldest first)
+        self.unsettled: dict[str, datetime] = {}
+        self.budget = 0.0
+        self.budget_at: datetime | None = None
+        self.next_scan: datetime | None = None
+
+    def start(self, stored: Mapping[str, Any], now: datetime) -> None:
+        """Begin the running watch at the loop's first step, after the spans the stored
+        pool status records."""
+        if self.watches is None:
+            self.watches = watches_from_status(stored, now)
+            self.budget_at = now
 
     def retire(self, uid: str, community: str, used: float) -> None:
         """A released model's last counter, kept for its community (any thread)."""
         with self.finals_lock:
             self.finals[uid] = (community, used)
 
-    @staticmethod
+    def settled(self, key: str, body: Mapping[str, Any]) -> Mapping[str, Any]:
+        """``body`` with its counter settled into the running watch (``watching.settle``):
+        the same object when it needs nothing. Remembers the counters to write."""
+        status = body.get("status") or {}
+        if self.watches is None:
+            return body
+        out = settle(status, self.watches)
+        if out is status:
+            self.unsettled.pop(key, None)
+            return body
+        last = parse_time(status.get("usageUpdatedAt"))
+        if last is not None and self.watches.earlier_s(last) > 0:
+            self.unsettled[key] = last
+        else:  # nothing to carry: the stored counter and the recorded spans say the same
+            self.unsettled.pop(key, None)
+        return {**body, "status": out}
+
+    def final_used(self, status: Mapping[str, Any], now: datetime) -> float:
+        """A released model's last counter: its newest status settled and accrued to now
+        (only its stored counter before the loop's first step)."""
+        stored = float(status.get("gpuSecondsUsed") or 0.0)
+        watches = self.watches
+        if watches is None:
+            return stored
+        return max(stored, accrued_used(settle(status, watches), now))
+
     def usage_patches(
-        views: Mapping[str, ModelView], now: datetime
+        self, views: Mapping[str, ModelView], now: datetime
     ) -> list[tuple[ModelView, dict[str, Any]]]:
-        """The GPU-seconds patches due now, one per holding model whose counter is old."""
-        holding = sum(1 for v in views.values() if v.holding or v.draining)
-        # below the gap that counts as the operator being down (model_usage drops it)
-        every = min(max(LEDGER_FLUSH_S, holding / USAGE_WRITES_PER_S), MAX_ACCRUAL_GAP_S * 0.75)
+        """The GPU-seconds patches due now, at most ``USAGE_WRITES_PER_S`` a second: the
+        counters to settle after a restart (oldest first), then those ``REFRESH_S`` old."""
+        for key in [k for k in self.unsettled if k not in views]:
+            self.unsettled.pop(key, None)
+        since = self.budget_at or now
+        self.budget_at = now
+        elapsed = max(0.0, (now - since).total_seconds())
+        self.budget = min(USAGE_BURST, self.budget + elapsed * USAGE_WRITES_PER_S)
+        due: list[tuple[int, datetime, str]] = [(0, at, k) for k, at in self.unsettled.items()]
+        if self.next_scan is None or now >= self.next_scan:
+            self.next_scan = now + _seconds(USAGE_BURST / USAGE_WRITES_PER_S)
+            for key, view in views.items():
+                if key in self.unsettled or not accrues(view.status):
+                    continue
+                last = parse_time(view.status.get("usageUpdatedAt"))
+                if last is not None and (now - last).total_seconds() >= REFRESH_S:
+                    due.append((1, last, key))
         out: list[tuple[ModelView, dict[str, Any]]] = []
-        for view in views.values():
-            last = parse_time(view.status.get("usageUpdatedAt"))
-            if last is None or (now - last).total_seconds() < every:
-                continue
-            usage = model_usage(view, now)
+        for _, _, key in heapq.nsmallest(int(self.budget), due):
+            usage = model_usage(views[key], now)
             if usage is not None:
-                out.append((view, usage))
+                out.append((views[key], usage))
+        self.budget -= len(out)
         return out
 
     def _counters(
-        self, bodies: Sequence[Mapping[str, Any]], written: Written
+        self,
+        bodies: Sequence[Mapping[str, Any]],
+        views: Mapping[str, ModelView],
+        written: Written,
+        now: datetime,
     ) -> dict[str, tuple[str, float]]:
-        """Every model's counter (deleting ones too), the newest known, finals included."""
-        current: list[Mapping[str, Any]] = []
-        for body in bodies:
-            meta = body.get("metadata") or {}
-            mine = written.get(f"{meta.get('namespace')}/{meta.get('name')}")
-            if mine is not None and mine[0] > resource_version(body):
-                current.append({**body, "status": mine[1]})
-            else:
-                current.append(body)
-        counters = models_used(current)
+        """Every model's counter accrued to now (deleting ones too), finals included."""
         with self.finals_lock:
             finals = dict(self.finals)
+        counters: dict[str, tuple[str, float]] = {}
+        for body in bodies:
+            meta = body.get("metadata") or {}
+            uid = str(meta.get("uid") or "")
+            key = f"{meta.get('namespace')}/{meta.get('name')}"
+            view = views.get(key)
+            if view is not None and uid not in finals:
+                counters[uid] = (view.community, accrued_used(view.status, now))
+                continue
+            mine = written.get(key)
+            fresh = mine is not None and mine[0] > resource_version(body)
+            status = mine[1] if mine is not None and fresh else (body.get("status") or {})
+            community = (
+                status.get("community")
+                or (body.get("spec") or {}).get("community")
+                or meta.get("namespace")
+            )
+            final = finals.get(uid)
+            if final is not None:  # released: its counter stopped there
+                used = max(float(status.get("gpuSecondsUsed") or 0.0), final[1])
+            else:
+                used = self.final_used(status, now)
+            counters[uid] = (str(community or ""), used)
         for uid, (community, used) in finals.items():
-            was = counters.get(uid, (community, 0.0))[1]
-            counters[uid] = (community, max(was, used))
+            counters.setdefault(uid, (community, used))
         return counters
 
     def write(
@@ -136,7 +224,7 @@ class PoolStatus:
         pending: dict[str, int] = {}
         for w in decisions.waiting if decisions else ():
             pending[w.workload.community] = pending.get(w.workload.community, 0) + w.workload.gpus
-        counters = self._counters(bodies, written)
+        counters = self._counters(bodies, views, written, now)
         with self.finals_lock:
             finals = dict(self.finals)
         gone = (set(self.counted) | set(finals)) - set(counters)
@@ -168,9 +256,17 @@ class PoolStatus:
                 None,
             ),
         ]
+        if self.watches is not None:
+            started = (now - self.watches.since).total_seconds()
+            keep = bool(self.unsettled) or started < SETTLE_AFTER_S
+            new["usageWatches"] = self.watches.status(now, keep_earlier=keep)
         previous = self.written or dict(pool_status)
         conditions_changed = _backend_ready(new) != _backend_ready(previous)
-        if not conditions_changed and not pool_usage_changed(previous, new, LEDGER_FLUSH_S):
+        if (
+            not gone
+            and not conditions_changed
+            and not pool_usage_changed(previous, new, LEDGER_FLUSH_S)
+        ):
             return
         try:
             self.apply_pool(self.pool, new)
@@ -218,6 +314,10 @@ class PoolStatus:
 def _backend_ready(status: Mapping[str, Any]) -> Any:
     found = [c for c in status.get("conditions") or [] if c.get("type") == "BackendReady"]
     return [(c.get("status"), c.get("message")) for c in found]
+
+
+def _seconds(s: float) -> timedelta:
+    return timedelta(seconds=s)
 
 
 def spec_names(status: Mapping[str, Any]) -> list[str]:

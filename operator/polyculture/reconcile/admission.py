@@ -609,27 +609,33 @@ def model_usage(view: ModelView, now: datetime) -> dict[str, Any] | None:
     """GPU-seconds the model used since ``usageUpdatedAt`` (holding or draining), or None.
 
     Between writes the admission is constant (each change is written with the usage at that
-    moment), so accruing from the stored figures is exact; a gap over ``MAX_ACCRUAL_GAP_S``
-    (the operator was down) is not counted.
+    moment), so accruing from the stored figures is exact while the operator watched: the
+    view must be *settled* (``reconcile.watching.settle``: a counter written under an earlier
+    admission loop carried to the running loop's start), and then every second since
+    ``usageUpdatedAt`` was watched.
     """
-    admission = view.admission
-    if admission is None or not (view.holding or view.draining):
+    if view.admission is None or not (view.holding or view.draining):
         return None
     last = parse_time(view.status.get("usageUpdatedAt"))
     elapsed = (now - last).total_seconds() if last else 0.0
     if elapsed <= 0:
         return None
-    if elapsed > MAX_ACCRUAL_GAP_S:
-        elapsed = 0.0
-    by_owner = {str(k): float(v) for k, v in (view.status.get("gpuSecondsByOwner") or {}).items()}
+    return credited(view.status, elapsed, now)
+
+
+def credited(status: Mapping[str, Any], elapsed: float, until: datetime) -> dict[str, Any]:
+    """The usage fields of a holding model's ``status`` with ``elapsed`` seconds more at its
+    admission (per owner by placement), accrued to ``until``."""
+    admission = status["admission"]
+    by_owner = {str(k): float(v) for k, v in (status.get("gpuSecondsByOwner") or {}).items()}
     for p in admission.get("placement") or []:
         owner = str(p.get("owner") or "")
         by_owner[owner] = round(by_owner.get(owner, 0.0) + int(p["gpus"]) * elapsed, 3)
-    used = float(view.status.get("gpuSecondsUsed") or 0.0) + int(admission["gpus"]) * elapsed
+    used = float(status.get("gpuSecondsUsed") or 0.0) + int(admission["gpus"]) * elapsed
     return {
         "gpuSecondsUsed": round(used, 3),
         "gpuSecondsByOwner": by_owner,
-        "usageUpdatedAt": format_time(now),
+        "usageUpdatedAt": format_time(until),
     }
 
 
@@ -639,27 +645,6 @@ def held_gpus(views: Iterable[ModelView]) -> dict[str, int]:
     for v in views:
         if (v.holding or v.draining) and v.admission is not None:
             out[v.community] = out.get(v.community, 0) + int(v.admission.get("gpus") or 0)
-    return out
-
-
-def models_used(bodies: Iterable[Mapping[str, Any]]) -> dict[str, tuple[str, float]]:
-    """Each model's GPU-seconds counter as stored, by uid: ``(community, gpuSecondsUsed)``.
-
-    Models being deleted are included (their counters count until they are retired).
-    """
-    out: dict[str, tuple[str, float]] = {}
-    for body in bodies:
-        meta = body.get("metadata") or {}
-        status = body.get("status") or {}
-        community = (
-            status.get("community")
-            or (body.get("spec") or {}).get("community")
-            or meta.get("namespace")
-        )
-        out[str(meta.get("uid") or "")] = (
-            str(community or ""),
-            float(status.get("gpuSecondsUsed") or 0.0),
-        )
     return out
 
 
@@ -748,13 +733,19 @@ def pool_usage(
     }
 
 
-#: figures that accrue with time alone: a change in them only is written every ``flush_s``
-LEDGER_KEYS = ("usageGPUSeconds", "contributionGPUSeconds")
+#: figures that accrue with time alone (the models' counters accrue in memory between their
+#: writes): a change in them only is written every ``flush_s``
+LEDGER_KEYS = (
+    "gpuSecondsConsumed",
+    "gpuSecondsRetired",
+    "usageGPUSeconds",
+    "contributionGPUSeconds",
+)
 
 
 def pool_usage_changed(old: Mapping[str, Any], new: Mapping[str, Any], flush_s: float) -> bool:
-    """Write when anything but the time-driven figures changed (the consumption follows the
-    models' counters at once), or those figures are ``flush_s`` old."""
+    """Write when anything but the time-driven figures changed, or those figures are
+    ``flush_s`` old (a model that vanished is written at once by the caller)."""
 
     def strip(status: Mapping[str, Any]) -> Any:
         return (

@@ -205,7 +205,7 @@ def needs_write(old: Mapping[str, Any], new: Mapping[str, Any], now: datetime) -
 
 
 #: status fields the admission loop writes: the pool daemon neither sends nor compares them
-LOOP_FIELDS = ("allocatedGPUs", "communities", "usageUpdatedAt")
+LOOP_FIELDS = ("allocatedGPUs", "communities", "usageUpdatedAt", "usageWatches")
 
 
 def _without_ledger(status: Mapping[str, Any]) -> dict[str, Any]:

@@ -315,10 +315,11 @@ def test_usage_per_model_and_owner_accrues_from_the_stored_time() -> None:
         "gpuSecondsByOwner": {"coop": 120.0, "startup": 10.0},
         "usageUpdatedAt": format_time(NOW),
     }
-    stale = model(
-        "m", status={**view.status, "usageUpdatedAt": format_time(NOW - timedelta(hours=1))}
-    )
-    assert model_usage(stale, NOW)["gpuSecondsUsed"] == 100.0  # type: ignore[index]
+    # a settled view was watched since usageUpdatedAt, however long ago (the time nobody
+    # watched is taken off before: tests/unit/loop/test_usage_watches.py)
+    hour_ago = format_time(NOW - timedelta(hours=1))
+    old = model("m", status={**view.status, "usageUpdatedAt": hour_ago})
+    assert model_usage(old, NOW)["gpuSecondsUsed"] == 100.0 + 3 * 3600  # type: ignore[index]
     assert model_usage(model("q", status={"phase": "Queued"}), NOW) is None
     assert held_gpus([view]) == {"yoruba": 3}
 
