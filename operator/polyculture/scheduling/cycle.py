@@ -130,11 +130,7 @@ class _Cycle:
         #: at which restarting others failed without changing anything (_restart_others)
         self._unmoved: dict[tuple[int, int, int, int, bool], int] = {}
         #: GPUs held for a workload owed GPU-time (``reservation``)
-        self.held = (
-            Reservation(self.index, self.communities, self.shares.weights)
-            if self.policy.reservation
-            else None
-        )
+        self.held = Reservation.make(self.index, self.shares, self.shapes)
 
     def run(self) -> Decisions:
         queues = self.queues
@@ -162,8 +158,8 @@ class _Cycle:
                 at[c] += 1
                 why = self._attempt(entry, c)
                 if why is not None:
-                    waiting.append((entry, why))
                     held = self.held and self.held.consider(entry, c, why, alloc[c], entitled[c])
+                    waiting.append((entry, held or why))  # held: it waits as Reserved
                     if held:  # the failed searches' recorded moves are stale now
                         self.searches = FailedSearches(self.index)
                 if at[c] < len(q):
@@ -267,6 +263,8 @@ class _Cycle:
         cheapest = w.gpus * shapes[fitting[0]].weight
         if capped:
             return (reasons.over_cap, (allocated, self.caps[c], capped))
+        if self.held and (kept_off := self.held.kept_off(w, fitting)):
+            return kept_off
         for s in fitting:
             if index.free_total[s] >= w.gpus:
                 return (reasons.fragmented, (n, g, shapes[s].gpu_class, index.largest_block(s)))

@@ -18,6 +18,8 @@ FRAGMENTED: Final = "Fragmented"
 OVER_SHARE: Final = "OverShare"
 POOL_EXHAUSTED: Final = "PoolExhausted"
 BEHIND_IN_QUEUE: Final = "BehindInQueue"
+RESERVED: Final = "Reserved"
+HELD_FOR_OWED: Final = "HeldForOwed"
 
 Reason = tuple[str, str]
 #: a reason formatted only once the cycle is over: (formatter, its arguments)
@@ -105,4 +107,25 @@ def behind_in_queue(lookahead: int) -> Reason:
         BEHIND_IN_QUEUE,
         f"not tried this cycle: the community's first {lookahead} waiting workloads are "
         "tried first (lookahead)",
+    )
+
+
+def reserved(workers: int, gpus_per_worker: int, gpu_class: str, held: int, nodes: int) -> Reason:
+    what = _what(workers, gpus_per_worker, gpu_class)
+    where = "1 node" if nodes == 1 else f"{nodes} nodes"
+    return (
+        RESERVED,
+        f"free GPUs gather for it (its community is owed GPU-time): needs {what}, holds "
+        f"{held} free {gpu_class} GPUs on {where}; GPUs that free there are kept for it",
+    )
+
+
+def held_for_owed(
+    workers: int, gpus_per_worker: int, gpu_class: str, held: int, holder: str
+) -> Reason:
+    what = _what(workers, gpus_per_worker, gpu_class)
+    return (
+        HELD_FOR_OWED,
+        f"needs {what}; {held} free {gpu_class} GPUs are held for {holder}, whose community is "
+        "owed GPU-time (reservation)",
     )

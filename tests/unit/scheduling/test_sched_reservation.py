@@ -9,6 +9,8 @@ each is entitled to 8, b holds nothing. Preemption is off, so only free GPUs dec
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from polyculture.scheduling import (
@@ -59,8 +61,34 @@ def test_an_owed_gang_holds_the_node_closest_to_fitting_it() -> None:
     # n0's 2 free GPUs are held for b's gang; a's jobs get only n1's free GPU
     assert admitted(decisions) == {"a/p0": ("n1",)}
     waiting = {w.workload.key: w.reason for w in decisions.waiting}
-    # a holds more than its entitlement (8): it waits for idle GPUs, and none are left to it
-    assert waiting == {"a/p1": "OverShare", "a/p2": "OverShare", "b/gang": "PoolExhausted"}
+    # a holds more than its entitlement (8) and would take idle GPUs, but the only ones left
+    # are held for b's gang: the reason says so; the gang says that GPUs gather for it
+    assert waiting == {"a/p1": "HeldForOwed", "a/p2": "HeldForOwed", "b/gang": "Reserved"}
+    messages = {w.workload.key: w.message for w in decisions.waiting}
+    assert messages["b/gang"] == (
+        "free GPUs gather for it (its community is owed GPU-time): needs 8 × gpu, holds 2 "
+        "free gpu GPUs on 1 node; GPUs that free there are kept for it"
+    )
+    assert messages["a/p1"] == (
+        "needs 1 × gpu; 2 free gpu GPUs are held for b/gang, whose community is owed "
+        "GPU-time (reservation)"
+    )
+
+
+def test_without_reservation_the_reasons_are_the_usual_ones() -> None:
+    decisions = schedule(pool(1000.0, 0.0, reservation=False, n0_free=0))
+    waiting = {w.workload.key: w.reason for w in decisions.waiting}
+    assert waiting["b/gang"] == "PoolExhausted"
+
+
+def test_a_workload_the_held_gpus_could_not_hold_keeps_its_reason() -> None:
+    # a's third pending job needs 4 GPUs: n1's free GPU and the 2 held on n0 are not enough
+    snapshot = pool(1000.0, 0.0, reservation=True)
+    big = Workload("a/big", "a", 1, 4, created=1.0)
+    decisions = schedule(replace(snapshot, pending=(*snapshot.pending, big)))
+    waiting = {w.workload.key: w.reason for w in decisions.waiting}
+    assert waiting["a/big"] == "OverShare"
+    assert waiting["b/gang"] == "Reserved"
 
 
 def test_a_community_that_used_its_share_holds_nothing() -> None:
