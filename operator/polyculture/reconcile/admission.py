@@ -595,7 +595,7 @@ def waiting_patch(
             "since": before.get("since") if same_reason else format_time(now),
         },
     }
-    if view.phase != Phase.QUEUED.value:
+    if not same_reason:  # queued, or waiting for another reason (e.g. GPUs held: Reserved)
         patch["conditions"] = set_condition(
             status, ADMITTED, "False", "Queued", f"queued: {message}", now, view.generation
         )
