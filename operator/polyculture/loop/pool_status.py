@@ -100,6 +100,8 @@ class PoolStatus:
         self.budget = 0.0
         self.budget_at: datetime | None = None
         self.next_scan: datetime | None = None
+        #: per live model, what its counter accrues from: (view, community, used, GPUs, since)
+        self.accrual: dict[str, tuple[ModelView, str, float, int, float]] = {}
 
     def start(self, stored: Mapping[str, Any], now: datetime) -> None:
         """Begin the running watch at the loop's first step, after the spans the stored
@@ -177,6 +179,10 @@ class PoolStatus:
         """Every model's counter accrued to now (deleting ones too), finals included."""
         with self.finals_lock:
             finals = dict(self.finals)
+        now_s = now.timestamp()
+        if len(self.accrual) > len(views):
+            for key in set(self.accrual) - set(views):
+                self.accrual.pop(key, None)
         counters: dict[str, tuple[str, float]] = {}
         for body in bodies:
             meta = body.get("metadata") or {}
@@ -184,7 +190,7 @@ class PoolStatus:
             key = f"{meta.get('namespace')}/{meta.get('name')}"
             view = views.get(key)
             if view is not None and uid not in finals:
-                counters[uid] = (view.community, accrued_used(view.status, now))
+                counters[uid] = self._live(key, view, now_s)
                 continue
             mine = written.get(key)
             fresh = mine is not None and mine[0] > resource_version(body)
@@ -203,6 +209,22 @@ class PoolStatus:
         for uid, (community, used) in finals.items():
             counters.setdefault(uid, (community, used))
         return counters
+
+    def _live(self, key: str, view: ModelView, now_s: float) -> tuple[str, float]:
+        """A live model's counter accrued to ``now_s`` (epoch seconds), as ``accrued_used``;
+        what it needs from the view is read once per view (a step reuses unchanged views)."""
+        cached = self.accrual.get(key)
+        if cached is None or cached[0] is not view:
+            status = view.status
+            used = float(status.get("gpuSecondsUsed") or 0.0)
+            last = parse_time(status.get("usageUpdatedAt")) if accrues(status) else None
+            gpus = int(status["admission"]["gpus"]) if last is not None else 0
+            cached = (view, view.community, used, gpus, last.timestamp() if last else 0.0)
+            self.accrual[key] = cached
+        _, community, used, gpus, since = cached
+        if gpus and now_s > since:
+            used = round(used + gpus * (now_s - since), 3)
+        return community, used
 
     def write(
         self,
