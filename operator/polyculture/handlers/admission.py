@@ -134,11 +134,13 @@ def _pool_gone(
         if view is None:
             continue
         try:
-            loop.release(view)
+            final = loop.release(view)  # its counter up to now: the loop accrued it in memory
             result = verdict({**body, "status": {}}, parsed, CLOCK.now())
             if result.status is not None:
                 patch_model_status(
-                    view.namespace, view.name, {**dict.fromkeys(LOOP_FIELDS), **result.status}
+                    view.namespace,
+                    view.name,
+                    {**dict.fromkeys(LOOP_FIELDS), **final, **result.status},
                 )
                 for problem in result.events:
                     _post(body, "Warning", problem.reason, problem.message)

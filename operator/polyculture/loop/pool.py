@@ -692,9 +692,10 @@ class PoolLoop:
         young = clock - since < START_POLL_FAST_FOR_S
         self.next_poll[key] = clock + (START_POLL_S if young else START_POLL_SLOW_S)
 
-    def release(self, view: ModelView) -> None:
+    def release(self, view: ModelView) -> dict[str, Any]:
         """Tear down every cluster of a model (deleted, or its pool is gone) and retire its
-        GPU-seconds counter into its community's; waits for the model's last action."""
+        GPU-seconds counter into its community's; waits for the model's last action. Returns
+        its final counter (``gpuSecondsUsed``, ``gpuSecondsByOwner``), for a model that stays."""
         task = self.tasks.pop(view.key, None)
         if task is not None:
             try:
@@ -703,12 +704,13 @@ class PoolLoop:
                 log.info("pool %s: %s: last action ended with %r", self.pool, view.key, err)
         written = self.written.get(view.key)
         newest = view if written is None else replace(view, status=written[1])
-        used = self.status.final_used(newest.status, self.now())
-        self.status.retire(view.uid, newest.community, used)
+        final = self.status.final_usage(newest.status, self.now())
+        self.status.retire(view.uid, newest.community, float(final["gpuSecondsUsed"]))
         if self.backend is not None:
             self.actions.teardown_all(view)
         self.written.pop(view.key, None)
         self.starts.pop(view.key, None)
+        return final
 
     def close(self) -> None:
         """Stop at once: calls not started are cancelled, calls in flight are not waited for

@@ -34,6 +34,7 @@ from polyculture.api.compute_pool import ComputePoolSpec
 from polyculture.reconcile.admission import (
     ModelView,
     PoolView,
+    credited,
     held_gpus,
     held_units,
     model_usage,
@@ -44,7 +45,6 @@ from polyculture.reconcile.admission import (
 from polyculture.reconcile.conditions import condition, parse_time
 from polyculture.reconcile.watching import (
     Watches,
-    accrued_used,
     accrues,
     settle,
     watches_from_status,
@@ -135,11 +135,23 @@ class PoolStatus:
     def final_used(self, status: Mapping[str, Any], now: datetime) -> float:
         """A released model's last counter: its newest status settled and accrued to now
         (only its stored counter before the loop's first step)."""
-        stored = float(status.get("gpuSecondsUsed") or 0.0)
+        return float(self.final_usage(status, now)["gpuSecondsUsed"])
+
+    def final_usage(self, status: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+        """``gpuSecondsUsed`` and ``gpuSecondsByOwner`` of a model released at ``now``."""
+        stored = {
+            "gpuSecondsUsed": float(status.get("gpuSecondsUsed") or 0.0),
+            "gpuSecondsByOwner": dict(status.get("gpuSecondsByOwner") or {}),
+        }
         watches = self.watches
-        if watches is None:
+        last = parse_time(status.get("usageUpdatedAt"))
+        if watches is None or last is None or not accrues(status):
             return stored
-        return max(stored, accrued_used(settle(status, watches), now))
+        settled = settle(status, watches)
+        since = parse_time(settled.get("usageUpdatedAt")) or now
+        elapsed = max(0.0, (now - since).total_seconds())
+        usage = credited(settled, elapsed, now)
+        return {k: usage[k] for k in stored}
 
     def usage_patches(
         self, views: Mapping[str, ModelView], now: datetime
@@ -176,7 +188,8 @@ class PoolStatus:
         written: Written,
         now: datetime,
     ) -> dict[str, tuple[str, float]]:
-        """Every model's counter accrued to now (deleting ones too), finals included."""
+        """Every listed model's counter accrued to now (deleting ones too; a released one at
+        its final counter)."""
         with self.finals_lock:
             finals = dict(self.finals)
         now_s = now.timestamp()
@@ -206,13 +219,12 @@ class PoolStatus:
             else:
                 used = self.final_used(status, now)
             counters[uid] = (str(community or ""), used)
-        for uid, (community, used) in finals.items():
-            counters.setdefault(uid, (community, used))
-        return counters
+        return counters  # a released model no longer listed is retired by ``write``
 
     def _live(self, key: str, view: ModelView, now_s: float) -> tuple[str, float]:
-        """A live model's counter accrued to ``now_s`` (epoch seconds), as ``accrued_used``;
-        what it needs from the view is read once per view (a step reuses unchanged views)."""
+        """A live model's counter accrued to ``now_s`` (epoch seconds), as ``model_usage``
+        would write it; what it needs from the view is read once per view (a step reuses
+        unchanged views)."""
         cached = self.accrual.get(key)
         if cached is None or cached[0] is not view:
             status = view.status

@@ -109,15 +109,3 @@ def settle(status: Mapping[str, Any], watches: Watches) -> Mapping[str, Any]:
     if last is None or last >= watches.since or not accrues(status):
         return status
     return {**status, **credited(status, watches.earlier_s(last), watches.since)}
-
-
-def accrued_used(status: Mapping[str, Any], now: datetime) -> float:
-    """A settled model's ``gpuSecondsUsed`` accrued to ``now`` (as ``model_usage`` would
-    write it), without building the patch."""
-    used = float(status.get("gpuSecondsUsed") or 0.0)
-    if not accrues(status):
-        return used
-    last = parse_time(status.get("usageUpdatedAt"))
-    if last is None or last >= now:
-        return used
-    return round(used + int(status["admission"]["gpus"]) * (now - last).total_seconds(), 3)
