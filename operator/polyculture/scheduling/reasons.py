@@ -113,10 +113,14 @@ def behind_in_queue(lookahead: int) -> Reason:
 def reserved(workers: int, gpus_per_worker: int, gpu_class: str, held: int, nodes: int) -> Reason:
     what = _what(workers, gpus_per_worker, gpu_class)
     where = "1 node" if nodes == 1 else f"{nodes} nodes"
+    holds = (
+        f"holds {held} free {gpu_class} GPUs on {where}; GPUs that free there are kept for it"
+        if held
+        else "none is free yet; the next that free are kept for it"
+    )
     return (
         RESERVED,
-        f"free GPUs gather for it (its community is owed GPU-time): needs {what}, holds "
-        f"{held} free {gpu_class} GPUs on {where}; GPUs that free there are kept for it",
+        f"free GPUs gather for it (its community is owed GPU-time): needs {what}, {holds}",
     )
 
 

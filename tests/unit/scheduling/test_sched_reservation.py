@@ -21,6 +21,7 @@ from polyculture.scheduling import (
     Running,
     Snapshot,
     Workload,
+    reasons,
     schedule,
 )
 from polyculture.scheduling.usage import owed
@@ -117,3 +118,9 @@ def test_owed_compares_the_share_of_usage_with_the_share_of_weight(
     usage: list[float], weights: list[float], want: list[bool]
 ) -> None:
     assert owed(usage, weights) == want
+
+
+def test_a_reservation_that_holds_nothing_yet_says_so() -> None:
+    code, message = reasons.reserved(1, 8, "H100", 0, 0)
+    assert code == "Reserved"
+    assert message.endswith("needs 8 × H100, none is free yet; the next that free are kept for it")
