@@ -23,7 +23,7 @@ import heapq
 from types import MappingProxyType
 
 from polyculture.scheduling import reasons
-from polyculture.scheduling.consolidation import consolidate, movable_by_node
+from polyculture.scheduling.consolidation import consolidate
 from polyculture.scheduling.entitlement import EPSILON
 from polyculture.scheduling.intake import Entry, Intake
 from polyculture.scheduling.ordering import community_key, delay_left
@@ -32,13 +32,11 @@ from polyculture.scheduling.preemption import (
     Live,
     Rule,
     Search,
-    candidates_by_shape,
     find_block_victims,
     find_victims,
     free_in_total,
     keep_used,
     undo,
-    victims_per_node,
 )
 from polyculture.scheduling.reservation import Reservation
 from polyculture.scheduling.searches import FailedSearches
@@ -52,6 +50,7 @@ from polyculture.scheduling.snapshot import (
     Snapshot,
     Workload,
 )
+from polyculture.scheduling.victims import Victims
 
 _Why = reasons.Why
 _Entry = Entry
@@ -91,29 +90,17 @@ class _Cycle:
         self.unknown = intake.unknown
         self.preemptions: list[Preemption] = intake.reclaimed
         self._fit, self._cheapest_units = intake.fit, intake.cheapest_units
-        now, shape_of = snapshot.now, pool.shape_of
-        self.candidates = candidates_by_shape(
-            self.live, shape_of, len(self.shapes), self.policy, now
-        )
-        #: candidate victims per node (defragmenting preemption), built on first use
-        self._victims_on_node: list[list[Live]] | None = None
-        #: the same candidates per community id (built with ``_victims_on_node``)
-        self._by_community: list[list[Live]] = [[] for _ in self.communities]
-        self._lowest_priority = 0
         self.shares = Shares(self.communities, intake.demand, pool.capacity, self.policy)
-        #: movable workloads per node and their count per shape (consolidation): only of
-        #: communities above their nominal share (DESIGN.md, "Consolidation"), and only
-        #: restarted ones if the policy says so
-        above = self.shares.above_nominal(self.alloc)
-        again = self.policy.move_restarted_only
-        lives = [
-            live
-            for live in self.live
-            if live.community >= 0
-            and above[live.community]
-            and (live.running.restarts or not again)
-        ]
-        self.on_node, self.movable_per_shape = movable_by_node(lives, shape_of, self.policy, now)
+        #: candidate victims and movable workloads, built on first use
+        self.victims = Victims(
+            self.live,
+            pool.shape_of,
+            len(self.shapes),
+            len(self.communities),
+            self.policy,
+            snapshot.now,
+            self.shares.above_nominal(self.alloc),
+        )
         # aliases of the lists ``shares`` updates in place
         self.entitled, self.floors = self.shares.entitled, self.shares.floors
         self.caps, self.guaranteed = self.shares.caps, self.shares.guaranteed
@@ -290,7 +277,7 @@ class _Cycle:
         (their entitlement under the strict rule, their guarantee when reclaiming)."""
         n, g = w.workers, w.gpus_per_worker
         units = n * g * self.shapes[s].weight
-        if self.alloc[c] + units > self.entitled[c] + EPSILON or not self.candidates[s]:
+        if self.alloc[c] + units > self.entitled[c] + EPSILON or not self.victims.candidates[s]:
             return False
         if self.searches.known((s, g, strict), n) or self._replay_failure(c, s, n, g, strict):
             return False
@@ -300,7 +287,7 @@ class _Cycle:
         report = Search()
         victims, replayable = self._search_victims(c, s, n, g, keep, strict, report)
         self.index.journal = None
-        if victims is None and strict and self.policy.consolidation and self.movable_per_shape[s]:
+        if victims is None and strict and self.policy.consolidation and self.victims.movable[1][s]:
             # no node can be cleared alone: preempt, then move small workloads together
             replayable = False
             victims = self._preempt_and_move(w, c, s, units)
@@ -336,7 +323,7 @@ class _Cycle:
             n,
             g,
             preemptor=c,
-            candidates=self.candidates[s],
+            candidates=self.victims.candidates[s],
             rule=rule,
             report=report,
         )
@@ -346,16 +333,17 @@ class _Cycle:
         # cost least instead (defragmenting preemption)
         journal = self.index.journal
         moved = -1 if journal is None else len(journal)
+        on_node, lowest, by_community = self.victims.per_node
         victims = find_block_victims(
             self.index,
             s,
             n,
             g,
             preemptor=c,
-            on_node=self.victims_on_node(),
+            on_node=on_node,
             rule=rule,
-            lowest_priority=self._lowest_priority,
-            by_community=self._by_community,
+            lowest_priority=lowest,
+            by_community=by_community,
         )
         return victims, journal is not None and len(journal) == moved
 
@@ -377,20 +365,6 @@ class _Cycle:
             self.preempted_shapes.update(shape_of[i] for i in live.nodes)
         self.preempted_in_pass = True
 
-    def victims_on_node(self) -> list[list[Live]]:
-        """``preemption.victims_per_node``, built on first use."""
-        if self._victims_on_node is None:
-            self._victims_on_node, self._lowest_priority = victims_per_node(
-                self.candidates, len(self.node_names)
-            )
-            seen: set[int] = set()
-            for cands in self.candidates:
-                for live in cands:
-                    if id(live) not in seen:
-                        seen.add(id(live))
-                        self._by_community[live.community].append(live)
-        return self._victims_on_node
-
     def _consolidate_for(self, w: Workload, c: int, fitting: list[int]) -> bool:
         """Admit ``w`` by moving small workloads to clear blocks for it (``consolidation``)."""
         n, g = w.workers, w.gpus_per_worker
@@ -400,7 +374,7 @@ class _Cycle:
             units = need * self.shapes[s].weight
             if (
                 index.free_total[s] < need
-                or not self.movable_per_shape[s]
+                or not self.victims.movable[1][s]
                 or self.alloc[c] + units > self.caps[c] + EPSILON
             ):
                 continue
@@ -419,7 +393,7 @@ class _Cycle:
             s,
             w.workers,
             w.gpus_per_worker,
-            on_node=self.on_node,
+            on_node=self.victims.movable[0],
             own_owners=self.own_owners[c],
             serving=w.serving,
         )
@@ -448,7 +422,7 @@ class _Cycle:
         need = w.workers * w.gpus_per_worker
         rule = Rule(self.alloc, self.entitled, self.entitled, self.guaranteed)
         taken = free_in_total(
-            self.index, s, need, preemptor=c, candidates=self.candidates[s], rule=rule
+            self.index, s, need, preemptor=c, candidates=self.victims.candidates[s], rule=rule
         )
         if self.index.free_total[s] >= need and self._move_and_admit(w, c, s, units):
             return keep_used(self.index, taken, self.alloc)

@@ -16,7 +16,7 @@ from polyculture.scheduling import reasons
 from polyculture.scheduling.capacity import Pool, index_pool
 from polyculture.scheduling.ordering import workload_order
 from polyculture.scheduling.placement import fitting_shapes
-from polyculture.scheduling.preemption import Live, work_at_risk
+from polyculture.scheduling.preemption import Live
 from polyculture.scheduling.snapshot import (
     OWNER_RECLAIM,
     Community,
@@ -68,7 +68,7 @@ class Intake:
         usable = pool.available_id
         alloc, lives = self.alloc, self.live
         used = [0] * len(pool.nodes)
-        now, cid = snapshot.now, self.cid
+        cid = self.cid
         for r in snapshot.running:
             placement = r.placement
             if len(placement) == 1:  # most workloads: one worker
@@ -85,7 +85,7 @@ class Intake:
             c = cid.get(r.workload.community, -1)
             if c >= 0:
                 alloc[c] += units
-            lives.append(Live(r, c, ids, g, units, work_at_risk(r, now)))
+            lives.append(Live(r, c, ids, g, units))
         return used
 
     def _queue_pending(self, snapshot: Snapshot) -> list[float]:

@@ -7,7 +7,9 @@ is replayed (its index moves made again) instead of searched again for another c
 and restarting others is not tried again for the same community and gang while the index has
 not changed since such a try failed without moving anything. Each is turned off here in
 turn, and the decisions — admissions, placements, preemptions, moves, waiting reasons,
-entitlements — must be equal, on pools where the shortcuts are taken.
+entitlements — must be equal, on pools where the shortcuts are taken. The candidate victims
+and movable workloads are built on first use (``victims``); built at the cycle's start
+instead, they decide the same.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ from typing import Any
 
 import pytest
 
-from polyculture.scheduling import Decisions, Snapshot, cycle, preemption, schedule
+from polyculture.scheduling import Decisions, Snapshot, cycle, preemption, schedule, victims
 from polyculture.scheduling.capacity import FreeIndex, index_pool
+from polyculture.scheduling.testing import make_nodes, make_snapshot, make_workload
+from polyculture.scheduling.victims import Victims
 from polyculture.simulation.bench import synthetic_snapshot
 
 #: (nodes, communities, pending, seed): few communities with long queues, and many small ones
@@ -330,3 +334,75 @@ def test_a_round_trip_is_the_gives_then_the_takes() -> None:
             plain.take(node, gpus)
         assert _state(tripped) == _state(plain)
     assert plain.journal and len({node for node, _ in plain.journal}) > 20
+
+
+def _checkpointed(snap: Snapshot) -> Snapshot:
+    """``snap`` with restarts and checkpoints of every age, so that the victim order reads
+    each workload's work at risk, and a restart back-off and minimum runtime that read them."""
+    running = tuple(
+        dataclasses.replace(
+            r,
+            restarts=i % 3,
+            last_checkpoint=r.started + 100.0 * (i % 7),
+            checkpoint_interval_s=1800.0 * (i % 2),
+        )
+        for i, r in enumerate(snap.running)
+    )
+    policy = dataclasses.replace(
+        snap.policy, consolidation=True, restart_backoff=2.0, min_runtime_s=600.0
+    )
+    return dataclasses.replace(snap, running=running, policy=policy)
+
+
+def _eager_victims(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Build every view of the victims as the cycle starts (as before they were lazy)."""
+    init = Victims.__init__
+
+    def eager(self: Victims, *args: Any) -> None:
+        init(self, *args)
+        _ = self.candidates, self.per_node, self.movable
+
+    monkeypatch.setattr(Victims, "__init__", eager)
+
+
+@pytest.mark.parametrize(
+    "snap",
+    [
+        *SNAPSHOTS,
+        *(
+            pytest.param(_checkpointed(p.values[0]), id=f"{p.id}-checkpointed")
+            for p in SNAPSHOTS[::3]
+        ),
+    ],
+)
+def test_victims_built_on_first_use_decide_as_built_at_the_start(
+    snap: Snapshot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lazy = schedule(snap)
+    with monkeypatch.context() as eager:
+        _eager_victims(eager)
+        built = schedule(snap)
+    assert lazy == built
+    assert lazy.preemptions
+
+
+def test_a_cycle_that_preempts_and_moves_nothing_builds_no_victims(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    counts: Counter[str] = Counter()
+    _count_calls(monkeypatch, victims, "candidates_by_shape", counts)
+    _count_calls(monkeypatch, victims, "movable_by_node", counts)
+    snap = (
+        make_snapshot()
+        .nodes(make_nodes("a", 2))
+        .communities("x", "y")
+        .running(make_workload("x/old", "x").gpus(8).running("a-0"))
+        .pending(make_workload("y/new", "y").gpus(4).obj())
+        .policy(consolidation=True)
+        .now(3600.0)
+        .obj()
+    )
+    assert [a.workload.key for a in schedule(snap).admissions] == ["y/new"]
+    assert not counts
+    schedule(SNAPSHOTS[2].values[0])  # one that preempts and moves
+    assert counts["candidates_by_shape"] == counts["movable_by_node"] == 1
