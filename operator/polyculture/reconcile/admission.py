@@ -334,13 +334,25 @@ def model_part(view: ModelView, now: datetime) -> Running | Workload | None:
             workload,
             placement_nodes(admission, workload.gpus_per_worker),
             epoch(admission.get("admittedAt"), now.timestamp()),
-            # no checkpoint time is recorded: checkpoints every interval since admission
             restarts=restarts_of(view),
+            # no checkpoint time is recorded: checkpoints every interval since the job started
+            last_checkpoint=job_started(view),
             checkpoint_interval_s=checkpoint_interval_s(view),
         )
     if view.queueable:
         return workload_of(view)
     return None
+
+
+def job_started(view: ModelView) -> float | None:
+    """When the model's Ray job started (its ``Running`` condition turned True at submission),
+    or None while its cluster starts: a run's checkpoint clock starts with its job, which
+    resumes from the last checkpoint (nothing is at risk then), not at its admission."""
+    running = find_condition(view.status, "Running")
+    if running.get("status") != "True":
+        return None
+    when = parse_time(running.get("lastTransitionTime"))
+    return when.timestamp() if when is not None else None
 
 
 def part_reads_now(view: ModelView) -> bool:
