@@ -48,6 +48,7 @@ from polyculture.scheduling import schedule
 from polyculture.scheduling.entitlement import entitlements
 from polyculture.scheduling.snapshot import Community, Node, Running, Snapshot, Workload
 from polyculture.scheduling.snapshot import Policy as CorePolicy
+from polyculture.simulation.quiet import QuietCalls
 from polyculture.simulation.replay import Cycle, JobState, PoolNode, PoolState, SimulationError
 from polyculture.simulation.trace import CommunityConfig
 
@@ -124,6 +125,8 @@ class FairPolicy:
         #: per community: GPUs of a running job -> how many of its running jobs have that many
         self._sizes: dict[str, dict[int, int]] = {}
         self.core_calls = 0
+        #: the last core call while it decided nothing: the next may be recognised as quiet
+        self.quiet = QuietCalls()
         #: the core's preemptions by reason, and by the reason of each job's first restart
         self.preemptions_by_reason: dict[str, int] = {}
         self.first_restarts_by_reason: dict[str, int] = {}
@@ -280,7 +283,10 @@ class FairPolicy:
             now=now,
             policy=self._policy,
         )
+        if self.quiet.quiet(snapshot):
+            return Cycle()  # it would decide nothing, as the call before (simulation.quiet)
         decisions = schedule(snapshot)
+        self.quiet.called(snapshot, decisions)
         self.core_calls += 1
         self.core_pending += len(pending)
         cycle = Cycle()
