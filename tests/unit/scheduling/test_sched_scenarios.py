@@ -781,11 +781,32 @@ CASES = [
             workload("y/a", "y").gpus(8).running("n-0", started=10),
             workload("y/b", "y").gpus(8).running("n-1", started=20),
         )
+        # x asks for 16 GPUs, more than its nominal share (8): on its slice it would wait too
+        .pending(
+            workload("x/t", "x").gpus(8).created(990).obj(),
+            workload("x/u", "x").gpus(8).created(995).obj(),
+        )
+        .policy(preemption_delay_s=300, reclaim_delay_s=30)
+        .obj(),
+        want_waiting={"x/t": "PoolExhausted", "x/u": "PoolExhausted"},
+        want_messages={"x/t": "may preempt in 20 s (preemption delay)"},
+    ),
+    Case(
+        "a light community (all its demand within its nominal share) reclaims without delay",
+        snapshot()
+        .nodes(two_nodes())
+        .communities("x", "y")
+        .now(1000)
+        .running(
+            workload("y/a", "y").gpus(8).running("n-0", started=10),
+            workload("y/b", "y").gpus(8).running("n-1", started=20),
+        )
+        # x asks for 8 GPUs, its nominal share: on its slice it would start at once
         .pending(workload("x/t", "x").gpus(8).created(990).obj())
         .policy(preemption_delay_s=300, reclaim_delay_s=30)
         .obj(),
-        want_waiting={"x/t": "PoolExhausted"},
-        want_messages={"x/t": "may preempt in 20 s (preemption delay)"},
+        want_admitted={"x/t": ("n-1",)},
+        want_preempted={"y/b": "FairShare"},
     ),
     Case(
         "a community borrowing beyond its entitlement can lose a whole gang to one within it",
