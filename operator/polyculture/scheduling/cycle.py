@@ -189,8 +189,8 @@ class _Cycle:
             return None
         # restarting others is for workloads that waited long enough (preemption delay;
         # the reclaim delay within their community's nominal share)
-        nominal, light = self.shares.reclaimer(c, allocated + cheapest)
-        left = delay_left(w, self.policy, self.snapshot.now, nominal=nominal, light=light)
+        nominal = self.shares.within_nominal(c, allocated + cheapest)
+        left = delay_left(w, self.policy, self.snapshot.now, nominal=nominal)
         if left <= 0 and self._restart_others(w, c, fitting):
             return None
         return self._why_waiting(w, c, fitting, capped, left)

@@ -38,16 +38,13 @@ def community_key(
     return (share_ratio(allocated, entitled), usage, -head.priority, head.created, rank)
 
 
-def delay_left(
-    w: Workload, policy: Policy, now: float, *, nominal: bool, light: bool = False
-) -> float:
+def delay_left(w: Workload, policy: Policy, now: float, *, nominal: bool) -> float:
     """Seconds ``w`` still waits before it may preempt or move others (0: it may): the
-    preemption delay — if its community stays within its ``nominal`` share, the reclaim
-    delay, and none at all if the community is ``light`` (its whole demand fits its nominal
-    share) — counts from ``waiting_since`` (requeued), else from ``created``."""
+    preemption delay — the reclaim delay if its community stays within its ``nominal`` share
+    — counts from ``waiting_since`` (requeued), else from ``created``."""
     delay = policy.preemption_delay_s
     if nominal:
-        delay = 0.0 if light else min(delay, policy.reclaim_delay_s)
+        delay = min(delay, policy.reclaim_delay_s)
     if delay <= 0:
         return 0.0
     since = w.created if w.waiting_since is None else w.waiting_since

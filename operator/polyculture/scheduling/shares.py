@@ -44,13 +44,6 @@ class Shares:
         """Whether community ``c`` holding ``units`` stays within its nominal share."""
         return units <= self.nominal[c] + EPSILON
 
-    def reclaimer(self, c: int, units: float) -> tuple[bool, bool]:
-        """Whether community ``c`` holding ``units`` stays within its nominal share, and
-        whether it is *light*: its whole demand (running and waiting) fits its nominal share,
-        so that on a private slice of the pool it would never wait for its own work."""
-        nominal = self.within_nominal(c, units)
-        return nominal, nominal and self.demand[c] <= self.nominal[c] + EPSILON
-
     def above_nominal(self, alloc: Sequence[float]) -> list[bool]:
         """Per community: whether it holds (``alloc``) more than its nominal share."""
         return [a > n + EPSILON for a, n in zip(alloc, self.nominal, strict=True)]

@@ -792,7 +792,7 @@ CASES = [
         want_messages={"x/t": "may preempt in 20 s (preemption delay)"},
     ),
     Case(
-        "a light community (all its demand within its nominal share) reclaims without delay",
+        "within its nominal share a workload asking only for its slice waits the delay too",
         snapshot()
         .nodes(two_nodes())
         .communities("x", "y")
@@ -801,12 +801,11 @@ CASES = [
             workload("y/a", "y").gpus(8).running("n-0", started=10),
             workload("y/b", "y").gpus(8).running("n-1", started=20),
         )
-        # x asks for 8 GPUs, its nominal share: on its slice it would start at once
         .pending(workload("x/t", "x").gpus(8).created(990).obj())
         .policy(preemption_delay_s=300, reclaim_delay_s=30)
         .obj(),
-        want_admitted={"x/t": ("n-1",)},
-        want_preempted={"y/b": "FairShare"},
+        want_waiting={"x/t": "PoolExhausted"},
+        want_messages={"x/t": "may preempt in 20 s (preemption delay)"},
     ),
     Case(
         "a community borrowing beyond its entitlement can lose a whole gang to one within it",
