@@ -284,10 +284,37 @@ class Pool:
     available_id: dict[str, int]
 
     def open(self, used: list[int]) -> None:
-        """Add every available node to the index with its GPUs minus ``used[i]`` free."""
+        """Add every available node to the index with its GPUs minus ``used[i]`` free, in
+        node order (as :meth:`FreeIndex.add` one by one)."""
+        index = self.index
+        free, pos, opos = index.free, index.pos, index.opos
+        buckets, obuckets, owners_in_shape = index.buckets, index.obuckets, index.owners_in_shape
+        count, total, shape_of, owner_of = (
+            index.count,
+            index.free_total,
+            index.shape_of,
+            index.owner_of,
+        )
         for i, node in enumerate(self.nodes):
-            if node.available and node.gpus > 0:
-                self.index.add(i, max(0, node.gpus - used[i]))
+            gpus = node.gpus
+            if not node.available or gpus <= 0:
+                continue
+            f = gpus - used[i]
+            f = max(f, 0)
+            s, o = shape_of[i], owner_of[i]
+            ob = obuckets[s].get(o)
+            if ob is None:
+                ob = obuckets[s][o] = [[] for _ in range(len(count[s]))]
+                owners_in_shape[s].append(o)
+            free[i] = f
+            bucket = buckets[s][f]
+            pos[i] = len(bucket)
+            bucket.append(i)
+            bucket = ob[f]
+            opos[i] = len(bucket)
+            bucket.append(i)
+            count[s][f] += 1
+            total[s] += f
 
 
 def index_pool(snapshot_nodes: Sequence[Node], classes: Sequence[GPUClass]) -> Pool:
@@ -295,8 +322,15 @@ def index_pool(snapshot_nodes: Sequence[Node], classes: Sequence[GPUClass]) -> P
 
     The layout (ids, shapes, capacity) depends on the nodes and classes only, so it is
     computed once for the same nodes and classes (the next cycles of one pool) and shared,
-    read-only; the free-block index is new each time."""
-    layout = _layout(tuple(snapshot_nodes), tuple(classes))
+    read-only; the free-block index is new each time. The very tuples of the last call are
+    recognised without hashing their nodes."""
+    nodes, kinds = tuple(snapshot_nodes), tuple(classes)
+    last = _last_layout[0]  # read once: a consistent entry, whichever thread wrote it
+    if last is not None and last[0] is nodes and last[1] is kinds:
+        layout = last[2]  # the very same tuples of frozen values: no need to hash each node
+    else:
+        layout = _layout(nodes, kinds)
+        _last_layout[0] = (nodes, kinds, layout)
     return Pool(
         nodes=layout.nodes,
         names=layout.names,
@@ -327,6 +361,11 @@ class _Layout:
     node_sizes: list[dict[int, int]]
     capacity: float
     available_id: dict[str, int]
+
+
+#: the layout last asked for, with the node and class tuples it was asked for (the next
+#: cycles of one pool pass the same tuples)
+_last_layout: list[tuple[tuple[Node, ...], tuple[GPUClass, ...], _Layout] | None] = [None]
 
 
 @functools.lru_cache(maxsize=8)

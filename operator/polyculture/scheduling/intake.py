@@ -71,18 +71,25 @@ class Intake:
         cid = self.cid
         for r in snapshot.running:
             placement = r.placement
+            w = r.workload
+            g = w.gpus_per_worker
             if len(placement) == 1:  # most workloads: one worker
-                ids = [usable.get(placement[0], -1)]
+                i = usable.get(placement[0], -1)
+                if i < 0:
+                    self.reclaimed.append(Preemption(r, OWNER_RECLAIM))
+                    continue
+                ids = [i]
+                used[i] += g
+                units = g * weight_of[i]
             else:
                 ids = [usable.get(name, -1) for name in placement]
-            if -1 in ids:
-                self.reclaimed.append(Preemption(r, OWNER_RECLAIM))
-                continue
-            g = r.workload.gpus_per_worker
-            for i in ids:
-                used[i] += g
-            units = g * (weight_of[ids[0]] if len(ids) == 1 else sum(weight_of[i] for i in ids))
-            c = cid.get(r.workload.community, -1)
+                if -1 in ids:
+                    self.reclaimed.append(Preemption(r, OWNER_RECLAIM))
+                    continue
+                for i in ids:
+                    used[i] += g
+                units = g * sum(weight_of[i] for i in ids)
+            c = cid.get(w.community, -1)
             if c >= 0:
                 alloc[c] += units
             lives.append(Live(r, c, ids, g, units))

@@ -406,3 +406,24 @@ def test_a_cycle_that_preempts_and_moves_nothing_builds_no_victims(
     assert not counts
     schedule(SNAPSHOTS[2].values[0])  # one that preempts and moves
     assert counts["candidates_by_shape"] == counts["movable_by_node"] == 1
+
+
+def test_opening_the_pool_adds_each_node_as_add_does() -> None:
+    """``Pool.open`` fills the index in one loop, as ``FreeIndex.add`` node by node would;
+    a pool's layout is found again for the very same tuples, and for equal ones."""
+    snap = SNAPSHOTS[0].values[0]  # some nodes not available (reclaimed)
+    assert not all(node.available for node in snap.nodes)
+    opened, added = (index_pool(snap.nodes, snap.policy.gpu_classes) for _ in range(2))
+    used = [(5 * i) % 11 for i in range(len(opened.nodes))]  # some more than a node has
+    opened.open(used)
+    for i, node in enumerate(added.nodes):
+        if node.available and node.gpus > 0:
+            added.index.add(i, max(0, node.gpus - used[i]))
+    assert _state(opened.index) == _state(added.index)
+    assert opened.index.owners_in_shape == added.index.owners_in_shape
+    equal = index_pool(tuple(list(snap.nodes)), tuple(list(snap.policy.gpu_classes)))
+    assert (equal.names, equal.shapes, equal.shape_of) == (
+        opened.names,
+        opened.shapes,
+        opened.shape_of,
+    )
