@@ -31,13 +31,20 @@ from polyculture.reconcile.models import PoolsCache, parse_pools, pool_verdict_k
 MODELS = "communitymodels"
 
 
+# The indexes are coroutines: pure and quick, they run on kopf's event loop. A plain
+# function would be sent to kopf's thread pool for every event of every model (a thread
+# hand-off, a copied context and a shielded future each time).
+
+
 @kopf.index(GROUP, VERSION, "computepools")
-def pools_index(*, name: str, body: kopf.Body, **_: Any) -> dict[str, dict[str, Any]]:
+async def pools_index(*, name: str, body: kopf.Body, **_: Any) -> dict[str, dict[str, Any]]:
     return {name: dict(body)}
 
 
 @kopf.index(GROUP, VERSION, MODELS)
-def models_by_pool(*, spec: kopf.Spec, body: kopf.Body, **_: Any) -> dict[str, dict[str, Any]]:
+async def models_by_pool(
+    *, spec: kopf.Spec, body: kopf.Body, **_: Any
+) -> dict[str, dict[str, Any]]:
     return {str(spec.get("pool", "")): slim(body)}
 
 

@@ -1,4 +1,5 @@
-"""Nodes, watched and indexed (never listed per event): name -> NodeInfo."""
+"""Nodes, watched and indexed (never listed per event): name -> NodeInfo (on kopf's event
+loop: pure and quick, see ``handlers.models``)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from polyculture.reconcile.pools import node_info
 
 
 @kopf.index("", "v1", "nodes")
-def nodes_index(*, name: str, body: kopf.Body, **_: Any) -> dict[str, NodeInfo]:
+async def nodes_index(*, name: str, body: kopf.Body, **_: Any) -> dict[str, NodeInfo]:
     return {name: node_info(body)}
 
 

@@ -19,6 +19,7 @@ from kubernetes.client.exceptions import ApiException
 
 from polyculture.api.meta import GROUP, VERSION
 from polyculture.kube.client import api_client
+from polyculture.kube.objects import send_json
 from polyculture.metrics import API_WRITES
 
 #: connections kept for status writes: the admission loop sends them from a pool of threads
@@ -123,19 +124,10 @@ def _patch_model_status(
     namespace: str, name: str, body: Mapping[str, Any], *, conflict_ok: bool = False
 ) -> dict[str, Any] | None:
     API_WRITES.labels("communitymodels", "status").inc()
-    api = client.CustomObjectsApi(writes_client())
+    path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/communitymodels/{name}/status"
     try:
-        stored = api.patch_namespaced_custom_object_status(
-            GROUP,
-            VERSION,
-            namespace,
-            "communitymodels",
-            name,
-            dict(body),
-            _content_type=MERGE_PATCH,
-        )
+        return send_json(writes_client(), "PATCH", path, body, MERGE_PATCH)
     except ApiException as err:
         if conflict_ok and err.status == 409:
             return None
         raise
-    return cast(dict[str, Any], stored)
