@@ -10,7 +10,9 @@ the API server does):
 - a SIGKILL and a restart: the new loop re-derives the same figures from what is stored, does
   not credit the downtime, settles every counter at the capped rate, then drops the spans no
   counter needs; a second kill in the middle of settling changes nothing either;
-- no second counted twice: each counter ends at exactly the time the loops watched.
+- no second counted twice: each counter ends at exactly the time the loops watched, also
+  under any sequence of counter writes, pool writes, crashes and downtimes (a property test
+  of the pure parts).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from polyculture.api.compute_pool import ComputePoolSpec, RaySettings
 from polyculture.controlplane.nodes import gpu_node_manifest
@@ -35,10 +39,12 @@ from polyculture.loop.pool_status import (
     USAGE_BURST,
     USAGE_WRITES_PER_S,
 )
+from polyculture.reconcile.admission import credited
 from polyculture.reconcile.conditions import format_time, parse_time
 from polyculture.reconcile.pools import node_info, pool_status
 from polyculture.reconcile.watching import (
     LEGACY_SPAN_S,
+    MAX_WATCHES,
     Watches,
     settle,
     watches_from_status,
@@ -340,3 +346,52 @@ def test_the_spans_come_from_the_stored_status() -> None:
     legacy = watches_from_status({"usageUpdatedAt": format_time(at(230))}, at(500))
     assert legacy.earlier == ((at(230 - LEGACY_SPAN_S), at(230)),)
     assert watches_from_status({}, at(500)).earlier == ()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["write", "pool write", "crash"]), st.integers(1, 400)),
+        max_size=40,
+    )
+)
+def test_a_counter_is_credited_exactly_the_watched_time_whatever_the_restarts(
+    events: list[tuple[str, int]],
+) -> None:
+    """One model holding a GPU; loops write its counter, write the pool status, crash and
+    restart. A loop's credit ends at its last write (of the counter or the pool); what
+    follows, and the downtime, is never credited, and no second is credited twice."""
+    now = T0
+    status: Mapping[str, Any] = holding(0.0, T0, gpus=1)
+    watches = Watches(since=T0)
+    pool: dict[str, Any] = {}
+    watched, start, end, crashes = 0.0, T0, T0, 0
+    for kind, seconds in events:
+        now += timedelta(seconds=seconds)
+        if kind == "write":
+            view = settle(status, watches)
+            last = parse_time(view["usageUpdatedAt"])
+            assert last is not None
+            status = {**view, **credited(view, (now - last).total_seconds(), now)}
+            end = now
+        elif kind == "pool write":
+            pool = {
+                "usageWatches": watches.status(now, keep_earlier=True),
+                "usageUpdatedAt": format_time(now),
+            }
+            end = now
+        else:
+            watched += (end - start).total_seconds()
+            now += timedelta(seconds=seconds)  # nobody watches
+            watches = watches_from_status(pool, now)
+            start = end = now
+            crashes += 1
+    view = settle(status, watches)
+    last = parse_time(view["usageUpdatedAt"])
+    assert last is not None
+    derived = credited(view, (now - last).total_seconds(), now)["gpuSecondsUsed"]
+    watched += (now - start).total_seconds()
+    if crashes < MAX_WATCHES:
+        assert derived == pytest.approx(watched, abs=0.01)
+    else:  # the oldest spans were dropped: only a loss
+        assert derived <= watched + 0.01
