@@ -3,8 +3,10 @@
 A daemon per pool appends an entry to the pool's hash-chained ledger every
 ``spec.ledger.period`` (``polyculture.ledger``), from what the statuses say now: each member's
 ``gpuSecondsProvided`` (pool status) and each model's ``gpuSecondsUsed``; it publishes the head
-in ``status.ledger``. A model that has been trained gets its model card (a ConfigMap, and
-``status.modelCard``) once per training.
+in ``status.ledger``. A model's counter is the one stored: written with each change of its
+admission and refreshed at a capped rate (``loop.pool_status``), so a holding model's recent
+usage enters the chain with its counter's next write, never twice. A model that has been
+trained gets its model card (a ConfigMap, and ``status.modelCard``) once per training.
 """
 
 from __future__ import annotations
