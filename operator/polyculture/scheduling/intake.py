@@ -98,17 +98,19 @@ class Intake:
     def _queue_pending(self, snapshot: Snapshot) -> list[float]:
         """Queue the pending workloads per community in workload order; returns the demand
         (running plus waiting that could ever fit, as the next cycle will count it)."""
-        shapes = self.pool.shapes
+        shapes, cid, queues, fits = self.pool.shapes, self.cid, self.queues, self._fit_cache
         demand = list(self.alloc)
         for w in snapshot.pending:
-            c = self.cid.get(w.community, -1)
+            c = cid.get(w.community, -1)
             if c < 0:
                 self.unknown.append(w)
                 continue
-            fitting, why = self.fit(w)
-            self.queues[c].append((w, fitting, why))
-            if fitting:
-                demand[c] += w.gpus * shapes[fitting[0]].weight
+            n, g = w.workers, w.gpus_per_worker
+            # ``fit``, its cache read inline
+            fitted = fits.get((w.gpu_class, w.min_gpu_memory_mib, n, g)) or self.fit(w)
+            queues[c].append((w, *fitted))
+            if fitted[0]:
+                demand[c] += n * g * shapes[fitted[0][0]].weight
         # the caller queues a reclaimed workload again: the next cycle counts it as waiting
         for p in self.reclaimed:
             c = self.cid.get(p.running.workload.community, -1)
