@@ -5,7 +5,8 @@ fair share) and says why everything else waits. No kopf, no Kubernetes client, n
 clock: ``now`` comes in the snapshot. The policies are described in ``DESIGN.md`` next to this
 file, one module each: ``capacity``, ``entitlement``, ``ordering``, ``placement``,
 ``preemption``, ``consolidation``, ``reasons``, ``usage``; ``intake`` reads a snapshot into
-dense ids and ``cycle`` ties them together.
+dense ids, ``victims`` builds the views of the running workloads that preemption and
+consolidation read (on first use) and ``cycle`` ties them together.
 ``testing`` holds fluent builders of snapshots for tests, the benchmark and the simulator.
 """
 

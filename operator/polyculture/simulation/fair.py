@@ -32,7 +32,9 @@ job fits the free GPUs (in total, and — without consolidation, which can build
 scattered free GPUs — per worker in the largest free block of a node), and no queued job
 could be admitted by preemption — the core preempts only for a job that keeps its community
 within its entitlement, and only from a community above its own, so nothing is preempted
-when nobody is above its entitlement or nobody is short of it by a whole job.
+when nobody is above its entitlement or nobody is short of it by a whole job. A call that
+would show the core what the last call, which decided nothing, was shown, apart from time
+and usage it reads the same way, is skipped too (:mod:`polyculture.simulation.quiet`).
 
 With ``reservation`` the core holds free GPUs for the first job (in its order) that waits for
 room in an owed community; so that the cut cannot change who that is, the core also sees the
