@@ -97,6 +97,10 @@ OWNED_RESOURCES = frozenset({"pods", "services", "secrets"})
 #: the control plane's Go garbage-collector target (``ControlPlane.go_gc``): less of the two
 #: CPUs goes to the API server's and etcd's garbage collection, more to the operator
 BENCH_GOGC = 400
+#: kube-scheduler's and kube-controller-manager's client QPS (``ControlPlane.component_qps``):
+#: at their defaults (50, 20) the scheduler binds about 25 Pods/s, fewer than the operator
+#: admits, and the endpoints controllers fall minutes behind the Services
+BENCH_COMPONENT_QPS = 500
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -246,7 +250,9 @@ def _control_plane(
     for each sender, and a scratch directory (all removed at the end)."""
     with (
         tempfile.TemporaryDirectory(prefix=prefix) as tmp,
-        ControlPlane(run_dir=Path(tmp) / "cp", go_gc=BENCH_GOGC) as cp,
+        ControlPlane(
+            run_dir=Path(tmp) / "cp", go_gc=BENCH_GOGC, component_qps=BENCH_COMPONENT_QPS
+        ) as cp,
     ):
         cp.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
         cp.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")

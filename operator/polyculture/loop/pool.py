@@ -91,7 +91,10 @@ START_POLL_FAST_FOR_S = 30.0
 #: cluster, bounded only by the worker threads that send their creates
 LOCAL_MAX_STARTING = 1
 #: worker threads per pool for backend calls, and for status writes
-ACTION_WORKERS = 8
+ACTION_WORKERS = 16
+#: looks at starting clusters queued at once: the rest wait for a later step, so that the
+#: creates of new clusters never queue behind the checks of thousands that are starting
+START_CHECKS_AT_ONCE = ACTION_WORKERS // 2
 WRITE_WORKERS = 16
 
 Judged = tuple[ComputePoolSpec | None, tuple[Problem, ...]]
@@ -201,6 +204,8 @@ class PoolLoop:
         self.tasks: dict[str, Future[Outcome | None]] = {}
         self.next_poll: dict[str, float] = {}
         self.starts: dict[str, Start] = {}
+        #: models whose start is being looked at (``check_start`` queued or running)
+        self.checking: set[str] = set()
         self.written: dict[str, tuple[int, dict[str, Any]]] = {}
         #: writes sent and not answered yet, by key: (the write, the status it makes)
         self.inflight: dict[str, tuple[Future[None], dict[str, Any]]] = {}
@@ -565,6 +570,7 @@ class PoolLoop:
             if view is None or view.phase != Phase.ADMITTED.value:
                 self.starts.pop(key, None)
         starting = sum(1 for s in self.starts.values() if s.stage == STARTING)
+        self.checking &= self.tasks.keys()
         for key, view in views.items():
             if key in self.tasks or key in self.inflight:
                 continue  # one action at a time; none before its status is stored
@@ -575,10 +581,12 @@ class PoolLoop:
             elif phase == Phase.ADMITTED.value and view.admission is not None:
                 start = self.starts.get(key)
                 if start is not None and start.run == run:
-                    if clock >= self.next_poll.get(key, 0.0):
+                    due = clock >= self.next_poll.get(key, 0.0)
+                    if due and len(self.checking) < START_CHECKS_AT_ONCE:
                         self._submit(
                             key, self.actions.check_start, view, run, start.stage, start.deadline
                         )
+                        self.checking.add(key)
                     continue
                 placed = {str(p["node"]) for p in view.admission.get("placement") or []}
                 if placed & draining_nodes:
