@@ -79,11 +79,33 @@ class OperatorProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
             try:
-                self.proc.wait(timeout=20)
+                self.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+                self._dump_stacks()
+                try:
+                    self.proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait()
         self.proc = None
+
+    def _dump_stacks(self) -> None:
+        """Append every thread's stack to the log (py-spy, a dev tool): what holds a stopping
+        operator up."""
+        assert self.proc is not None
+        spy = Path(sys.executable).with_name("py-spy")
+        if not spy.exists():
+            return
+        with self.log.open("ab") as log:
+            log.write(b"--- still running 10 s after SIGINT; its threads:\n")
+            log.flush()
+            subprocess.run(
+                [str(spy), "dump", "--pid", str(self.proc.pid)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                timeout=30,
+                check=False,
+            )
 
     def restart(self) -> None:
         """Stop and start again; the Ray clusters stay for the new process to adopt."""
