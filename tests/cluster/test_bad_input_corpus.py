@@ -608,13 +608,15 @@ def test_stored_broken_pools_are_confined(
             model["spec"]["pool"] = pool_name
             create(api_client, namespace, model)
 
-        # every other pool's models are judged: the good pool's model is Pending and Valid
+        # every other pool's models are judged: the good pool's model is valid and waits for
+        # GPUs (Pending, or already Queued by its pool's admission loop: the pool has no node)
         on_good = {"kind": "CommunityModel", "metadata": {"name": f"on-{good['metadata']['name']}"}}
         wait_for(
             lambda: (
-                (get(api_client, on_good, namespace).get("status") or {}).get("phase") == "Pending"
+                (get(api_client, on_good, namespace).get("status") or {}).get("phase")
+                in ("Pending", "Queued")
             ),
-            what="the good pool's model Pending",
+            what="the good pool's model Pending or Queued",
         )
         wait_for(
             lambda: valid_condition(get(api_client, good, namespace)).get("status") == "True",
