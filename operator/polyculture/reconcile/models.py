@@ -38,18 +38,27 @@ class Verdict:
 
 def parse_pools(bodies: Mapping[str, Mapping[str, Any]]) -> KnownPools:
     """The usable pools; one that is not (``judge_pool``) is kept in ``invalid`` with why, so
-    that its models are Invalid with reason ``PoolInvalid`` and every other pool is judged."""
-    return judge_pools(bodies)
+    that its models are Invalid with reason ``PoolInvalid`` and every other pool is judged.
+
+    A pool being deleted is no longer known: its models are judged ``PoolNotFound`` from the
+    moment the deletion is asked, not ``Pending`` on a pool that is about to vanish."""
+    return judge_pools({name: body for name, body in bodies.items() if not _deleting(body)})
+
+
+def _deleting(body: Mapping[str, Any]) -> bool:
+    return bool((body.get("metadata") or {}).get("deletionTimestamp"))
 
 
 def pool_verdict_key(body: Mapping[str, Any]) -> tuple[Any, ...]:
     """What a model's verdict reads of a pool body: its spec (by uid and generation) and, of
-    its status, each node's size and each member's GPUs by class (``admissibility.judge``)."""
+    its status, each node's size and each member's GPUs by class (``admissibility.judge``);
+    and whether its deletion was asked."""
     meta = body.get("metadata") or {}
     status = body.get("status") or {}
     return (
         meta.get("uid"),
         meta.get("generation"),
+        _deleting(body),
         repr(status.get("largestNodeGPUs")),
         repr([(m.get("owner"), m.get("gpusByClass")) for m in status.get("members") or []]),
     )

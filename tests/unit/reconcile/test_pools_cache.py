@@ -74,3 +74,16 @@ def test_verdicts_through_the_cache_are_those_of_parse_pools() -> None:
     # a model needing 8 GPUs on one node cannot fit nodes of 4: the cache saw the change
     small = verdict(model(8), cache.parse({"coop": pool(gpus=4)}), NOW)
     assert small.status is not None and small.status["phase"] == "Invalid"
+
+
+def test_a_pool_being_deleted_is_not_found() -> None:
+    """Its deletion asked (kopf's finalizer keeps it a moment while its daemons stop): its
+    models are judged PoolNotFound at once, and the cache sees the change."""
+    cache = PoolsCache()
+    assert verdict(model(1), cache.parse({"coop": pool()}), NOW).status is not None
+    deleting = pool()
+    deleting["metadata"]["deletionTimestamp"] = "2026-11-29T12:00:00Z"
+    result = verdict(model(1), cache.parse({"coop": deleting}), NOW)
+    assert result.status is not None and result.status["phase"] == "Invalid"
+    assert [e.reason for e in result.events] == ["PoolNotFound"]
+    assert verdict(model(1), parse_pools({"coop": deleting}), NOW) == result
