@@ -29,6 +29,12 @@ last Pods once every model is admitted):
 - ``cpu_s`` / ``cpu_s_while_sending``: CPU seconds of each control-plane component, the
   operator and the benchmark itself, over the whole window (``window_s``) and while the
   creates were being sent: on a small machine, what the rate is spent on.
+- ``requests_by_client`` (with ``--by-client``): the same requests by the client that sent
+  them (its user agent: ``kopf``, ``OpenAPI-Generator`` for the operator's own calls through
+  the Kubernetes client, ``kube-controller-manager-<version>/<controller>``, ``kwok-<version>``,
+  ...), read from
+  the API server's audit log; the audit log costs the API server CPU, so such a run's rates
+  are not the benchmark's figures.
 
 The creates start once the pool counts every node, every node Ready, and its admission loop
 runs (the pool's ``BackendReady`` condition), so that neither the operator's start nor the
@@ -166,6 +172,34 @@ def requests_by_kind(metrics_text: str) -> dict[str, int]:
     return out
 
 
+def client_name(user_agent: str) -> str:
+    """A client as its user agent names it: the program, and for kube-controller-manager the
+    controller (the agent's last path element, e.g. ``garbage-collector``)."""
+    program = user_agent.split(" ", 1)[0].split("/", 1)[0] or "?"
+    if program.startswith("kube-controller-manager"):
+        return f"{program}/{user_agent.rsplit('/', 1)[-1]}"
+    return program
+
+
+def requests_by_client(audit_log: Path, offset: int, at_least: int) -> dict[str, int]:
+    """Requests in the API server's audit log from byte ``offset`` on, by ``client VERB
+    resource[/subresource]`` (``client_name``), those made at least ``at_least`` times."""
+    out: dict[str, int] = {}
+    with audit_log.open("rb") as log:
+        log.seek(offset)
+        for line in log:
+            with contextlib.suppress(ValueError):
+                event = json.loads(line)
+                ref = event.get("objectRef") or {}
+                kind = ref.get("resource", "") + (
+                    "/" + ref["subresource"] if ref.get("subresource") else ""
+                )
+                key = f"{client_name(event.get('userAgent', ''))} {event.get('verb')} {kind}"
+                out[key] = out.get(key, 0) + 1
+    kept = {k: v for k, v in out.items() if v >= at_least}
+    return dict(sorted(kept.items(), key=lambda kv: -kv[1]))
+
+
 def operator_metric(port: int, name: str) -> float:
     """The sum of a metric's samples on the operator's /metrics (0 when absent)."""
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
@@ -244,14 +278,17 @@ def model_body(name: str, pool: str, community: str) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def _control_plane(
-    prefix: str, senders: int
+    prefix: str, senders: int, audit: bool = False
 ) -> Iterator[tuple[ControlPlane, client.ApiClient, Path]]:
     """A fresh benchmark control plane with the CRDs established, a client with a connection
     for each sender, and a scratch directory (all removed at the end)."""
     with (
         tempfile.TemporaryDirectory(prefix=prefix) as tmp,
         ControlPlane(
-            run_dir=Path(tmp) / "cp", go_gc=BENCH_GOGC, component_qps=BENCH_COMPONENT_QPS
+            run_dir=Path(tmp) / "cp",
+            go_gc=BENCH_GOGC,
+            component_qps=BENCH_COMPONENT_QPS,
+            audit=audit,
         ) as cp,
     ):
         cp.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
@@ -292,9 +329,10 @@ def run(
     timeout_s: float,
     pods_wait_s: float,
     operator_log: Path | None = None,
+    by_client: bool = False,
 ) -> dict[str, Any]:
     nodes = math.ceil(models / gpus_per_node) + 1
-    with _control_plane("pc-opbench-", senders) as (cp, api, tmp):
+    with _control_plane("pc-opbench-", senders, audit=by_client) as (cp, api, tmp):
         objs, core = client.CustomObjectsApi(api), client.CoreV1Api(api)
         names, owner_names = _namespaces_and_nodes(
             api, nodes=nodes, gpus_per_node=gpus_per_node, communities=communities, senders=senders
@@ -385,6 +423,7 @@ def run(
                 operator_requests(before_text),
                 requests_by_kind(before_text),
             )
+            audit_from = cp.audit_log.stat().st_size if by_client else 0
             before_cycles = operator_metric(
                 port, "polyculture_scheduler_cycle_duration_seconds_count"
             )
@@ -432,6 +471,11 @@ def run(
                 if v - before_kinds.get(k, 0) >= max(1, models // 20)
             }
             requests -= models  # the benchmark's own creates
+            clients = (
+                requests_by_client(cp.audit_log, audit_from, max(1, models // 20))
+                if by_client
+                else None
+            )
             cycles = operator_metric(port, "polyculture_scheduler_cycle_duration_seconds_count")
             cycle_s = operator_metric(port, "polyculture_scheduler_cycle_duration_seconds_sum")
             after_cpu = cpu_by_process(pids)
@@ -467,6 +511,7 @@ def run(
         "requests_by_kind": dict(sorted(kinds.items(), key=lambda kv: -kv[1])),
         "cpu_s": {k: round(after_cpu[k] - before_cpu[k], 1) for k in before_cpu},
         "cpu_s_while_sending": {k: round(sent_cpu[k] - before_cpu[k], 1) for k in before_cpu},
+        **({"requests_by_client": clients} if clients is not None else {}),
     }
 
 
@@ -640,6 +685,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--operator-log", type=Path, default=None, help="copy the operator's log to this file"
     )
+    parser.add_argument(
+        "--by-client",
+        action="store_true",
+        help="also count the requests by client (user agent) from the API server's audit log"
+        " (requests_by_client; the audit log costs the API server some CPU: rates are lower)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     for name in ("models", "gpus_per_node", "communities", "senders"):
@@ -667,6 +718,7 @@ def main(argv: list[str]) -> int:
         args.timeout,
         args.pods_wait,
         args.operator_log,
+        args.by_client,
     )
     print(json.dumps(result) if args.json else yaml.safe_dump(result, sort_keys=False))
     return 0 if result["admitted"] == args.models and result["pods_bound"] == args.models else 1

@@ -39,6 +39,14 @@ _PR_SET_PDEATHSIG = 1
 #: order of start; stop goes the other way
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 
+#: every request but WATCH, at the ``Metadata`` level (no bodies), once it is answered
+AUDIT_POLICY: dict[str, Any] = {
+    "apiVersion": "audit.k8s.io/v1",
+    "kind": "Policy",
+    "omitStages": ["RequestReceived", "ResponseStarted"],
+    "rules": [{"level": "None", "verbs": ["watch"]}, {"level": "Metadata"}],
+}
+
 
 class ControlPlaneError(RuntimeError):
     """The control plane could not start; the message holds the failing component's log tail."""
@@ -90,6 +98,11 @@ class ControlPlane:
     #: Event each): a benchmark that admits faster than that sets it higher, as large clusters
     #: configure their schedulers
     component_qps: int | None = None
+    #: the API server writes an audit log of every request but WATCH (who sent it: user,
+    #: user agent; verb and object) to ``<run_dir>/logs/audit.log`` (``audit_log``): a
+    #: benchmark that must say which client sends a kind of request turns it on (it costs the
+    #: API server a little CPU per request)
+    audit: bool = False
 
     admin_token: str = field(default_factory=lambda: secrets.token_hex(16), init=False)
     ports: dict[str, int] = field(default_factory=dict, init=False)
@@ -108,6 +121,10 @@ class ControlPlane:
     @property
     def logs(self) -> Path:
         return self.run_dir / "logs"
+
+    @property
+    def audit_log(self) -> Path:
+        return self.logs / "audit.log"
 
     def pids(self) -> dict[str, int]:
         return {name: p.pid for name, p in self.processes.items()}
@@ -332,6 +349,19 @@ class ControlPlane:
             "--endpoint-reconciler-type=none",
             "--profiling=false",
             "--v=1",
+            *self._audit_args(),
+        ]
+
+    def _audit_args(self) -> list[str]:
+        if not self.audit:
+            return []
+        policy = self.run_dir / "audit-policy.yaml"
+        policy.write_text(yaml.safe_dump(AUDIT_POLICY))
+        return [
+            f"--audit-policy-file={policy}",
+            f"--audit-log-path={self.audit_log}",
+            "--audit-log-format=json",
+            "--audit-log-maxsize=0",
         ]
 
     def _controller_manager_args(self) -> list[str]:
