@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from polyculture.controlplane.manifests import compute_pool, member, training_model
 from polyculture.controlplane.nodes import create_gpu_node
 from polyculture.controlplane.operator import OperatorProcess
 from polyculture.controlplane.waiting import wait_for
@@ -54,36 +55,14 @@ def test_a_cluster_not_ready_in_time_is_requeued_without_an_attempt(
             GROUP,
             VERSION,
             "computepools",
-            {
-                "apiVersion": f"{GROUP}/{VERSION}",
-                "kind": "ComputePool",
-                "metadata": {"name": pool},
-                "spec": {
-                    "members": [
-                        {
-                            "owner": "ada",
-                            "nodeSelector": {"polyculture.dev/owner": "ada", "st": tag},
-                        }
-                    ],
-                    "communities": [{"name": ns}],
-                    "ray": {"backend": "kubernetes"},
-                },
-            },
+            compute_pool(pool, [member("ada", {"polyculture.dev/owner": "ada", "st": tag})], [ns]),
         )
         objs.create_namespaced_custom_object(
             GROUP,
             VERSION,
             ns,
             "communitymodels",
-            {
-                "apiVersion": f"{GROUP}/{VERSION}",
-                "kind": "CommunityModel",
-                "metadata": {"name": "m"},
-                "spec": {
-                    "pool": pool,
-                    "training": {"entrypoint": "python t.py", "workers": 1, "gpusPerWorker": 1},
-                },
-            },
+            training_model("m", pool),
         )
 
         def status() -> dict[str, Any]:

@@ -23,6 +23,7 @@ from kubernetes import client, config
 
 from polyculture.api.compute_pool import RaySettings
 from polyculture.controlplane import ControlPlane
+from polyculture.controlplane.manifests import compute_pool, member, training_model
 from polyculture.controlplane.nodes import create_gpu_node
 from polyculture.controlplane.operator import OperatorProcess
 from polyculture.controlplane.waiting import wait_for
@@ -107,25 +108,11 @@ def test_operator_works_with_the_charts_role(chart_operator: Any, api_client: An
     objs = client.CustomObjectsApi(api_client)
     core = client.CoreV1Api(api_client)
     create_gpu_node(api_client, f"rbac-{tag}", "ada", 4, labels={"rbac": tag})
-    pool = {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "ComputePool",
-        "metadata": {"name": f"rbac-{tag}"},
-        "spec": {
-            "members": [{"owner": "ada", "nodeSelector": {"rbac": tag}, "reclaim": False}],
-            "communities": [{"name": "default"}],
-        },
-    }
+    pool = compute_pool(
+        f"rbac-{tag}", [member("ada", {"rbac": tag}, reclaim=False)], ["default"], backend=None
+    )
     objs.create_cluster_custom_object(GROUP, VERSION, "computepools", pool)
-    model = {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "CommunityModel",
-        "metadata": {"name": f"rbac-{tag}"},
-        "spec": {
-            "pool": "missing",
-            "training": {"entrypoint": "python t.py", "workers": 1, "gpusPerWorker": 1},
-        },
-    }
+    model = training_model(f"rbac-{tag}", "missing")
     objs.create_namespaced_custom_object(GROUP, VERSION, "default", "communitymodels", model)
     try:
 
@@ -212,19 +199,7 @@ def test_kubernetes_backend_works_with_the_charts_role(
     core.create_namespace({"metadata": {"name": namespace}})
     create_gpu_node(api_client, node, "ada", 4, labels={"rbac": tag})
     model = objs.create_namespaced_custom_object(
-        GROUP,
-        VERSION,
-        namespace,
-        "communitymodels",
-        {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "CommunityModel",
-            "metadata": {"name": "m"},
-            "spec": {
-                "pool": f"rbac-{tag}",
-                "training": {"entrypoint": "python t.py", "workers": 1, "gpusPerWorker": 2},
-            },
-        },
+        GROUP, VERSION, namespace, "communitymodels", training_model("m", f"rbac-{tag}", gpus=2)
     )
     workload = WorkloadRef(namespace=namespace, name="m", uid=model["metadata"]["uid"])
     placement = Placement(

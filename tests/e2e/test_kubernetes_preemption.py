@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from polyculture.controlplane.manifests import compute_pool, member, training_model
 from polyculture.controlplane.nodes import create_gpu_node
 from polyculture.controlplane.operator import OperatorProcess
 from polyculture.controlplane.waiting import wait_for
@@ -60,20 +61,12 @@ class Pool:
         for community in communities:
             self.core.create_namespace({"metadata": {"name": community}})
             self.namespaces.append(community)
-        body = {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "ComputePool",
-            "metadata": {"name": self.name},
-            "spec": {
-                "members": [
-                    {"owner": o, "nodeSelector": {"polyculture.dev/owner": o, "kp": self.tag}}
-                    for o in OWNERS
-                ],
-                "communities": [{"name": c} for c in communities],
-                "fairShare": {"preemption": {"minRuntime": "10m", "gracePeriod": f"{GRACE_S}s"}},
-                "ray": {"backend": "kubernetes"},
-            },
-        }
+        body = compute_pool(
+            self.name,
+            [member(o, {"polyculture.dev/owner": o, "kp": self.tag}) for o in OWNERS],
+            communities,
+            fairShare={"preemption": {"minRuntime": "10m", "gracePeriod": f"{GRACE_S}s"}},
+        )
         self.objs.create_cluster_custom_object(GROUP, VERSION, "computepools", body)
 
     def remove(self) -> None:
@@ -86,15 +79,7 @@ class Pool:
             self.core.delete_node(node.metadata.name)
 
     def model(self, namespace: str, name: str) -> None:
-        body = {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "CommunityModel",
-            "metadata": {"name": name, "namespace": namespace},
-            "spec": {
-                "pool": self.name,
-                "training": {"entrypoint": "python train.py", "workers": 1, "gpusPerWorker": GPUS},
-            },
-        }
+        body = training_model(name, self.name, gpus=GPUS, namespace=namespace)
         self.objs.create_namespaced_custom_object(
             GROUP, VERSION, namespace, "communitymodels", body
         )

@@ -25,6 +25,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from polyculture.controlplane.manifests import compute_pool, member, training_model
 from polyculture.controlplane.nodes import create_gpu_node
 from polyculture.controlplane.operator import OperatorProcess
 from polyculture.controlplane.waiting import wait_for
@@ -56,16 +57,7 @@ def test_sigkill_in_a_burst_loses_nothing_and_duplicates_nothing(
         GROUP,
         VERSION,
         "computepools",
-        {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "ComputePool",
-            "metadata": {"name": pool},
-            "spec": {
-                "members": [{"owner": "ada", "nodeSelector": {"burst": tag}}],
-                "communities": [{"name": c} for c in communities],
-                "ray": {"backend": "kubernetes"},
-            },
-        },
+        compute_pool(pool, [member("ada", {"burst": tag})], communities),
     )
 
     def pool_counts_nodes() -> bool:
@@ -79,22 +71,8 @@ def test_sigkill_in_a_burst_loses_nothing_and_duplicates_nothing(
 
     def send(i: int) -> None:
         namespace, name = keys[i]
-        objs.create_namespaced_custom_object(
-            GROUP,
-            VERSION,
-            namespace,
-            "communitymodels",
-            {
-                "apiVersion": f"{GROUP}/{VERSION}",
-                "kind": "CommunityModel",
-                "metadata": {"name": name},
-                "spec": {
-                    "pool": pool,
-                    "community": namespace,
-                    "training": {"entrypoint": "python t.py", "workers": 1, "gpusPerWorker": 1},
-                },
-            },
-        )
+        body = training_model(name, pool, community=namespace)
+        objs.create_namespaced_custom_object(GROUP, VERSION, namespace, "communitymodels", body)
         if i == MODELS // 2:
             half.set()
 

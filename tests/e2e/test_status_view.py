@@ -19,6 +19,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from polyculture.controlplane import ControlPlane
+from polyculture.controlplane.manifests import compute_pool, member, training_model
 from polyculture.controlplane.nodes import create_gpu_node
 from polyculture.controlplane.operator import OperatorProcess
 from polyculture.controlplane.waiting import wait_for
@@ -55,36 +56,17 @@ def test_kubectl_polyculture_status_shows_the_pool_and_its_models(
     core, objs = client.CoreV1Api(api_client), client.CustomObjectsApi(api_client)
     core.create_namespace({"metadata": {"name": ns}})
     create_gpu_node(api_client, node, "ada", 8, labels={"view": tag})
-    spec = {
-        "members": [{"owner": "ada", "nodeSelector": {"view": tag}}],
-        "communities": [{"name": ns, "weight": 2, "guaranteedGPUs": 2}],
-        "ray": {"backend": "kubernetes"},
-    }
-    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "ComputePool"}
+    communities = [{"name": ns, "weight": 2, "guaranteedGPUs": 2}]
     objs.create_cluster_custom_object(
-        GROUP, VERSION, "computepools", {**body, "metadata": {"name": pool}, "spec": spec}
+        GROUP,
+        VERSION,
+        "computepools",
+        compute_pool(pool, [member("ada", {"view": tag})], communities),
     )
     try:
         for name, target in (("placed", pool), ("lost", f"gone-{tag}")):
-            objs.create_namespaced_custom_object(
-                GROUP,
-                VERSION,
-                ns,
-                "communitymodels",
-                {
-                    "apiVersion": f"{GROUP}/{VERSION}",
-                    "kind": "CommunityModel",
-                    "metadata": {"name": name},
-                    "spec": {
-                        "pool": target,
-                        "training": {
-                            "entrypoint": "python t.py",
-                            "workers": 1,
-                            "gpusPerWorker": 2,
-                        },
-                    },
-                },
-            )
+            body = training_model(name, target, gpus=2)
+            objs.create_namespaced_custom_object(GROUP, VERSION, ns, "communitymodels", body)
 
         def shown() -> str | None:
             out = kubectl_plugin(control_plane, "status")

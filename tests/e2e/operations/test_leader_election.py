@@ -24,6 +24,7 @@ from kubernetes import client
 from prometheus_client.parser import text_string_to_metric_families
 
 from polyculture.controlplane import ControlPlane
+from polyculture.controlplane.manifests import compute_pool, member, training_model
 from polyculture.controlplane.nodes import create_gpu_node
 from polyculture.controlplane.operator import OperatorProcess
 from polyculture.controlplane.runner import free_port
@@ -88,17 +89,8 @@ def holder(api: Any) -> str | None:
 
 
 def create_model(api: Any, ns: str, name: str, pool: str = "no-such-pool") -> None:
-    body = {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "CommunityModel",
-        "metadata": {"name": name},
-        "spec": {
-            "pool": pool,
-            "training": {"entrypoint": "python train.py", "workers": 1, "gpusPerWorker": 1},
-        },
-    }
     client.CustomObjectsApi(api).create_namespaced_custom_object(
-        GROUP, VERSION, ns, "communitymodels", body
+        GROUP, VERSION, ns, "communitymodels", training_model(name, pool)
     )
 
 
@@ -118,19 +110,7 @@ def create_pool(api: Any, ns: str) -> str:
     pool = f"lead-{ns}"
     create_gpu_node(api, f"{pool}-node", "ada", 8, labels={"lead": ns})
     client.CustomObjectsApi(api).create_cluster_custom_object(
-        GROUP,
-        VERSION,
-        "computepools",
-        {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "ComputePool",
-            "metadata": {"name": pool},
-            "spec": {
-                "members": [{"owner": "ada", "nodeSelector": {"lead": ns}}],
-                "communities": [{"name": ns}],
-                "ray": {"backend": "kubernetes"},
-            },
-        },
+        GROUP, VERSION, "computepools", compute_pool(pool, [member("ada", {"lead": ns})], [ns])
     )
     return pool
 
