@@ -54,22 +54,26 @@ from polyculture.scheduling.victims import Victims
 
 _Why = reasons.Why
 _Entry = Entry
+#: why a workload waits when the caller reads no waiting reasons (never formatted)
+_UNREAD: _Why = (reasons.unread, ())
 
 
-def schedule(snapshot: Snapshot) -> Decisions:
+def schedule(snapshot: Snapshot, *, waiting_reasons: bool = True) -> Decisions:
     """Decide admissions, preemptions and waiting reasons for one pool at ``snapshot.now``.
 
     Pure and deterministic: the same snapshot gives equal decisions. See ``DESIGN.md`` for
-    the policies and the invariants they keep. Python's cyclic garbage collector is paused
-    while it runs (if it was on): a cycle makes many short-lived objects and no reference
-    cycles, and each collection of an older generation would walk the whole snapshot
-    (``DESIGN.md``, "Speed").
+    the policies and the invariants they keep. Without ``waiting_reasons`` (a caller that
+    reads only what is decided: the simulator), ``Decisions.waiting`` is empty and no
+    reason is worked out; everything else is decided the same. Python's cyclic garbage
+    collector is paused while it runs (if it was on): a cycle makes many short-lived objects
+    and no reference cycles, and each collection of an older generation would walk the whole
+    snapshot (``DESIGN.md``, "Speed").
     """
     pause = gc.isenabled()
     if pause:
         gc.disable()
     try:
-        return _Cycle(snapshot).run()
+        return _Cycle(snapshot, waiting_reasons).run()
     finally:
         if pause:
             gc.enable()
@@ -78,8 +82,9 @@ def schedule(snapshot: Snapshot) -> Decisions:
 class _Cycle:
     """One cycle's state. ``__init__`` reads the snapshot in named steps; ``run`` decides."""
 
-    def __init__(self, snapshot: Snapshot) -> None:
+    def __init__(self, snapshot: Snapshot, waiting_reasons: bool = True) -> None:
         self.snapshot = snapshot
+        self.waiting_reasons = waiting_reasons
         self.policy = snapshot.policy
         intake = self.intake = Intake(snapshot)
         self.communities, self.cid = intake.communities, intake.cid
@@ -244,6 +249,8 @@ class _Cycle:
     ) -> _Why:
         """The first reason that applies (``DESIGN.md``, "Passes and waiting reasons")."""
         self.shares.refresh()
+        if not (self.waiting_reasons or self.held):
+            return _UNREAD  # nobody reads it: only a reservation looks at a reason's kind
         index, shapes = self.index, self.shapes
         n, g = w.workers, w.gpus_per_worker
         allocated, entitled = self.alloc[c], self.entitled[c]
@@ -344,6 +351,7 @@ class _Cycle:
             rule=rule,
             lowest_priority=lowest,
             by_community=by_community,
+            spare_new=self.policy.spare_new,
         )
         return victims, journal is not None and len(journal) == moved
 
@@ -396,6 +404,7 @@ class _Cycle:
             on_node=self.victims.movable[0],
             own_owners=self.own_owners[c],
             serving=w.serving,
+            spare_new=self.policy.spare_new,
         )
         if done is None:
             return False
@@ -458,7 +467,7 @@ class _Cycle:
 
     def _decisions(self, waiting: list[tuple[_Entry, _Why]]) -> Decisions:
         self.shares.refresh()
-        out = self.intake.waiting(waiting, self.policy.lookahead)
+        out = self.intake.waiting(waiting, self.policy.lookahead) if self.waiting_reasons else ()
         names = [c.name for c in self.communities]
         return Decisions(
             admissions=tuple(self.admissions),

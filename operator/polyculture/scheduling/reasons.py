@@ -133,3 +133,9 @@ def held_for_owed(
         f"needs {what}; {held} free {gpu_class} GPUs are held for {holder}, whose community is "
         "owed GPU-time (reservation)",
     )
+
+
+def unread() -> Reason:
+    """Stands for every reason of a cycle whose caller reads none
+    (``schedule(..., waiting_reasons=False)``); it is never put in the decisions."""
+    return ("Unread", "waiting reasons were not worked out")

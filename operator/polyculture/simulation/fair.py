@@ -287,7 +287,7 @@ class FairPolicy:
         )
         if self.quiet.quiet(snapshot):
             return Cycle()  # it would decide nothing, as the call before (simulation.quiet)
-        decisions = schedule(snapshot)
+        decisions = schedule(snapshot, waiting_reasons=False)  # it reads no reason
         self.quiet.called(snapshot, decisions)
         self.core_calls += 1
         self.core_pending += len(pending)
