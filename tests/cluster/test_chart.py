@@ -37,6 +37,7 @@ NON_DEFAULT = [
     "operator.leaderElection.leaseDuration=12",
     "operator.metrics.port=9100",
     "operator.logLevel=debug",
+    "operator.clusterStartTimeout=900",
     "operator.podDisruptionBudget.enabled=true",
     "monitoring.serviceMonitor.enabled=true",
     "monitoring.serviceMonitor.labels.release=kube-prometheus",
@@ -86,6 +87,7 @@ def test_lint_strict(control_plane: ControlPlane) -> None:
     [
         ("operator.replicas=many", "/operator/replicas"),
         ("operator.leaderElection.leaseDuration=1", "/operator/leaderElection/leaseDuration"),
+        ("operator.clusterStartTimeout=0", "/operator/clusterStartTimeout"),
         ("monitoring.serviceMonitor.interval=soon", "/monitoring/serviceMonitor/interval"),
         ("operator.replicaz=2", "replicaz"),
         ("operator.leaderElection.enabled=false", "needs operator.leaderElection.enabled"),
@@ -115,6 +117,7 @@ def test_default_rendering_runs_one_active_operator_of_the_built_image(
     parsed = parse_args(args[1:])
     assert parsed.leader_election and parsed.leader_election_namespace == "polyculture-system"
     assert parsed.metrics_port == 9741
+    assert parsed.cluster_start_timeout == 300  # the operator's own default, said explicitly
     roles = {r["metadata"]["name"]: r for r in kind(docs, "Role")}
     assert {r["resources"][0] for r in roles["pc-operator-leader"]["rules"]} == {"leases"}
     assert {r["resources"][0] for r in roles["pc-operator-ledger"]["rules"]} == {"configmaps"}
@@ -135,6 +138,7 @@ def test_non_default_rendering(control_plane: ControlPlane) -> None:
     assert container["image"] == "registry.example.org/polyculture:0.1.0-rc1"
     assert deployment["spec"]["replicas"] == 3
     assert "--lease-duration=12" in container["args"] and "--verbose" in container["args"]
+    assert "--cluster-start-timeout=900" in container["args"]
     (monitor,) = kind(docs, "ServiceMonitor")
     assert monitor["metadata"]["labels"]["release"] == "kube-prometheus"
     (rule,) = kind(docs, "PrometheusRule")
