@@ -2,10 +2,12 @@
 
 A model is judged when it is created, changed or seen at start-up, and again whenever a pool
 changes (a pool created later turns ``PoolNotFound`` into ``Pending``). Writes happen only
-when the verdict changes, and a valid model's first verdict (``Pending``) is not written when
-its pool's admission loop is about to write the model's first status anyway (the loop judges
-with the same pure verdict and sends the verdict's fields with its own first write): one
-write per model less, in a burst of creates.
+when the verdict changes, and a valid model's first verdict (``Pending``) is left to its
+pool's admission loop, which exists, or is about to start, for every known pool: the loop
+judges with the same pure verdict and sends the verdict's fields with its own first write
+(the admission, the place in the queue, or ``Pending`` when it cannot schedule): one write
+per model less, from the first model of a burst on. Only a loop that judges its pool
+unusable leaves that write here (its models are ``Invalid`` then anyway).
 
 Judging is an event handler (no kopf bookkeeping on the object): it runs when the model's
 generation or phase is new to it, which covers creation, a changed spec and the listing at
@@ -61,15 +63,17 @@ def _no_loop(_: str) -> bool:
 
 
 def loop_writes_first(memo: Any) -> LoopWritesFirst:
-    """From the operator's memo: whether a pool's live admission loop writes a new model's
-    first status (its backend is up and it knows what the pool's nodes hold)."""
+    """From the operator's memo: whether a pool's admission loop writes a new valid model's
+    first status: a pool a valid verdict names is known, so its loop runs or is about to
+    start (kopf starts one for every pool), and writes unless it judges the pool unusable.
+    No admission loops at all (the operator runs without them): never."""
     admission = getattr(memo, "admission", None)
     if admission is None:
         return _no_loop
 
     def writes(pool: str) -> bool:
         loop = admission.loops.get(pool)
-        return loop is not None and loop.writes_first_status()
+        return loop is None or loop.writes_first_status()
 
     return writes
 

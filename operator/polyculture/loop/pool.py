@@ -289,6 +289,7 @@ class PoolLoop:
                 views = self._views(model_bodies)
                 metrics.observe_cycle(self.pool, time.monotonic() - started)
             self._act(views, pv, spec, now)
+        self._write_verdicts(views)
         self._patches.extend(self.status.usage_patches(views, now))
         self._flush()
         self.status.write(
@@ -333,13 +334,23 @@ class PoolLoop:
 
     def writes_first_status(self) -> bool:
         """Whether this loop writes a new valid model's first status itself (with the
-        verdict's fields): its backend is up, the pool is usable and what its nodes hold is
-        known; else the verdict step writes ``Pending`` first."""
-        return (
-            self.backend is not None
-            and not self.unusable
-            and bool((self._pool_body.get("status") or {}).get("members"))
-        )
+        verdict's fields), so that the verdict step need not write ``Pending`` first: yes
+        unless it judges its pool unusable. With its backend up, that write is the model's
+        admission or place in the queue; without, ``Pending`` (``_write_verdicts``); before
+        the pool's status says what its nodes hold, the loop judges nothing and writes once
+        it does."""
+        return not self.unusable
+
+    def _write_verdicts(self, views: Mapping[str, ModelView]) -> None:
+        """Models judged here (valid, no phase stored) that no plan write covers in this step
+        (the core did not run: no backend): their verdict's ``Pending`` is written here, the
+        write the verdict step left to this loop."""
+        for key in self.judged_here:
+            judged = self.verdicts.get(key)
+            view = views.get(key)
+            if key in self.inflight or judged is None or judged[2] is None or view is None:
+                continue
+            self._patches.append((view, dict(judged[2])))
 
     def _judge(self, body: Mapping[str, Any]) -> Judged:
         """The pool's spec judged (``judge_spec``), again only when its generation changed."""
