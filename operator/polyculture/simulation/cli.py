@@ -276,6 +276,7 @@ def run(trace: Trace, args: argparse.Namespace) -> tuple[dict[str, object], dict
         measured["fair"]["first_restarts_by_reason"] = dict(
             sorted(policy.first_restarts_by_reason.items())
         )
+        measured["fair"]["preemption_breakdown"] = policy.breakdown.report()
     report: dict[str, object] = dict(measured[args.policy])
     # fifo and partition always; fair too when the report leads with a baseline
     baselines = {name: entry for name, entry in measured.items() if name != args.policy}

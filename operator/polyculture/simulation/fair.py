@@ -47,9 +47,18 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from polyculture.scheduling import schedule
-from polyculture.scheduling.entitlement import entitlements
-from polyculture.scheduling.snapshot import Community, Node, Running, Snapshot, Workload
+from polyculture.scheduling.entitlement import entitlements, weights
+from polyculture.scheduling.shares import nominal_shares
+from polyculture.scheduling.snapshot import (
+    Community,
+    Node,
+    Preemption,
+    Running,
+    Snapshot,
+    Workload,
+)
 from polyculture.scheduling.snapshot import Policy as CorePolicy
+from polyculture.simulation.breakdown import PreemptionLog
 from polyculture.simulation.quiet import QuietCalls
 from polyculture.simulation.replay import Cycle, JobState, PoolNode, PoolState, SimulationError
 from polyculture.simulation.trace import CommunityConfig
@@ -132,6 +141,8 @@ class FairPolicy:
         #: the core's preemptions by reason, and by the reason of each job's first restart
         self.preemptions_by_reason: dict[str, int] = {}
         self.first_restarts_by_reason: dict[str, int] = {}
+        #: the preemptions by cause, preemptor and victim (``simulation.breakdown``)
+        self.breakdown = PreemptionLog()
         self._configs: tuple[tuple[str, ...], tuple[CommunityConfig, ...]] | None = None
         self.core_pending = 0
 
@@ -303,6 +314,8 @@ class FairPolicy:
             if not victim.restarts:
                 first = self.first_restarts_by_reason
                 first[reason] = first.get(reason, 0) + 1
+        if decisions.preemptions:
+            self._log(state, communities, decisions.preemptions, shown)
         for admission in decisions.admissions:
             admitted = shown.get(admission.workload.key)
             if admitted is None:
@@ -317,3 +330,34 @@ class FairPolicy:
             placement = tuple(self._node_index[name] for name in move.placement)
             cycle.admissions.append((moved, placement))
         return cycle
+
+    def _log(
+        self,
+        state: PoolState,
+        communities: tuple[Community, ...],
+        preemptions: Sequence[Preemption],
+        shown: Mapping[str, JobState],
+    ) -> None:
+        """Count the call's preemptions in :attr:`breakdown` (the victims not yet restarted
+        by them); a preemptor is within its nominal share when its community's allocation
+        before the call plus its GPUs is."""
+        nominal = nominal_shares(
+            weights(communities, self._policy),
+            [float(c.guaranteed_gpus) for c in communities],
+            [float("inf") if c.max_gpus is None else float(c.max_gpus) for c in communities],
+            float(state.capacity),
+        )
+        preemptor: dict[str, tuple[int, bool]] = {}
+        for p in preemptions:
+            job = shown.get(p.by) or state.running.get(p.by)
+            if job is not None and p.by not in preemptor:
+                i = state.index[job.job.community]
+                within = state.allocated[i] + job.job.gpus <= nominal[i] + _EPSILON
+                preemptor[p.by] = (job.job.gpus, within)
+        victims = [state.running[p.running.workload.key] for p in preemptions]
+        self.breakdown.record(
+            preemptions,
+            restarts={v.job.key: v.restarts for v in victims},
+            preemptor=preemptor,
+            victim={v.job.key: (v.job.gpus, v.job.duration, v.job.community) for v in victims},
+        )

@@ -88,6 +88,30 @@ def test_json_report_holds_the_promised_keys_for_the_policy_and_each_baseline(
     assert delayed["per_community"]["y"]["no_worse_within_grace"] is False
 
 
+def test_the_breakdown_counts_one_preemption_event_with_its_victims_and_cause(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["--trace", str(small_trace(tmp_path)), "--gpus", "8", "--json"]
+    assert main(argv) == 0
+    breakdown = json.loads(capsys.readouterr().out)["preemption_breakdown"]
+    # y's 2-GPU job takes two of x's 1-GPU jobs back within y's nominal share (4 of 8)
+    cause = "fair_share_within_nominal"
+    assert breakdown["events"] == {cause: 1}
+    assert breakdown["victims"] == breakdown["first_restarts"] == {cause: 2}
+    assert breakdown["by_preemptor_gpus"] == {
+        cause: {"2": {"events": 1, "victims": 2, "first_restarts": 2}}
+    }
+    assert breakdown["victims_per_event"] == {cause: {"2": 1}}
+    assert breakdown["victim_restarts_before"] == {cause: {"0": 2}}
+    assert breakdown["victim_gpus"] == {cause: {"1": 2}}
+    top = breakdown["most_restarted"]
+    assert len(top) == 2
+    assert top[0]["community"] == "x"
+    assert (top[0]["gpus"], top[0]["duration_s"], top[0]["restarts"]) == (1, 3600.0, 1)
+    assert top[0]["causes"] == {cause: 1}
+    assert top[0]["preemptor_gpus"] == {"2": 1}
+
+
 def test_a_checkpoint_keeps_the_work_before_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
