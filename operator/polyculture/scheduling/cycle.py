@@ -351,7 +351,6 @@ class _Cycle:
             rule=rule,
             lowest_priority=lowest,
             by_community=by_community,
-            spare_new=self.policy.spare_new,
         )
         return victims, journal is not None and len(journal) == moved
 
@@ -404,7 +403,6 @@ class _Cycle:
             on_node=self.victims.movable[0],
             own_owners=self.own_owners[c],
             serving=w.serving,
-            spare_new=self.policy.spare_new,
         )
         if done is None:
             return False
