@@ -290,6 +290,14 @@ class Preemption(SpecModel):
         "before, so no run is restarted for the first time to clear a node (fewer restarted "
         "runs, gangs wait longer for whole nodes).",
     )
+    spare_new: bool = Field(
+        default=False,
+        alias="spareNew",
+        description="true: a gang that needs a whole node preempts or moves the runs that "
+        "restart the fewest runs never restarted before (then the fewest runs) rather than "
+        "free the fewest GPUs, and consolidation moves runs restarted before when they "
+        "suffice: fewer runs are ever restarted, those restarted are restarted more often.",
+    )
 
 
 class GPUClass(SpecModel):

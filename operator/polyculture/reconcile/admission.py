@@ -155,6 +155,7 @@ def policy_of(spec: ComputePoolSpec) -> Policy:
         blend=fair.contribution_share if fair.basis is ShareBasis.BLEND else 0.5,
         consolidation=fair.preemption.consolidation,
         move_restarted_only=fair.preemption.move_restarted_only,
+        spare_new=fair.preemption.spare_new,
         restart_backoff=fair.preemption.restart_backoff,
         restart_limit=fair.preemption.restart_limit,
         reclaim_delay_s=parse_duration(fair.preemption.reclaim_delay).total_seconds(),

@@ -20,9 +20,11 @@ and the no-cycle argument of preemption are untouched; it costs the moved worklo
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from polyculture.scheduling.capacity import FreeIndex
 from polyculture.scheduling.placement import place
-from polyculture.scheduling.preemption import Live, protected, victim_order
+from polyculture.scheduling.preemption import Live, new_victims, protected, victim_order
 from polyculture.scheduling.snapshot import Policy
 
 
@@ -34,6 +36,8 @@ def plan_moves(
     *,
     on_node: list[list[Live]],
     budget: int,
+    spare_new: bool = False,
+    restarted_only: bool = False,
 ) -> list[Live] | None:
     """Movable workloads whose removal lets the gang fit on ``shape``, or None.
 
@@ -41,7 +45,10 @@ def plan_moves(
     ``budget`` is the most GPUs the plan may move. The caller checks that the gang does not
     fit yet and that the shape has enough free GPUs in total (then the moved workloads have
     as many free GPUs to land on as they free; whether their sizes fit is checked when they
-    are placed again, by :func:`replace_moved`).
+    are placed again, by :func:`replace_moved`). With ``spare_new``, the nodes of each level
+    are visited fewest workloads never restarted before to move first, then fewest
+    workloads, and on a node workloads restarted before are taken first
+    (``Policy.spare_new``); with ``restarted_only``, only workloads restarted before move.
     """
     g = gpus_per_worker
     short = workers - index.slots(shape, g)
@@ -54,21 +61,14 @@ def plan_moves(
             break  # nodes with fewer free GPUs lack even more
         if not count[f]:
             continue
-        for node in reversed(buckets[f]):
-            lives = [live for live in on_node[node] if live.movable and not live.preempted]
-            if sum(live.gpus for live in lives) < lacking:
-                continue
-            lives.sort(key=lambda live: (live.gpus, victim_order(live)))
-            single = next((live for live in lives if live.gpus >= lacking), None)
-            if single is not None:
-                take = [single]
-            else:
-                take, freed = [], 0
-                for live in reversed(lives):
-                    take.append(live)
-                    freed += live.gpus
-                    if freed >= lacking:
-                        break
+        plans: Iterable[list[Live]] = (
+            take
+            for node in reversed(buckets[f])
+            if (take := _take(on_node[node], lacking, spare_new, restarted_only))
+        )
+        if spare_new:
+            plans = sorted(plans, key=lambda take: (new_victims(take), len(take)))
+        for take in plans:
             freed = sum(live.gpus for live in take)
             if moved + freed > budget:
                 continue
@@ -78,6 +78,35 @@ def plan_moves(
             if short <= 0:
                 return chosen
     return None
+
+
+def _take(lives: list[Live], lacking: int, spare_new: bool, restarted_only: bool) -> list[Live]:
+    """The movable workloads of one node to move for ``lacking`` GPUs (none if they do not
+    suffice): the smallest one that frees enough alone, else the largest ones until they do;
+    with ``spare_new``, workloads restarted before first at each size; with
+    ``restarted_only``, only those."""
+    lives = [
+        live
+        for live in lives
+        if live.movable and not live.preempted and (live.running.restarts or not restarted_only)
+    ]
+    if sum(live.gpus for live in lives) < lacking:
+        return []
+    lives.sort(key=lambda live: (live.gpus, victim_order(live, spare_new)))
+    if spare_new:
+        restarted = [live for live in lives if live.running.restarts and live.gpus >= lacking]
+        if restarted:
+            return [restarted[0]]
+    single = next((live for live in lives if live.gpus >= lacking), None)
+    if single is not None:
+        return [single]
+    take, freed = [], 0
+    for live in reversed(lives):
+        take.append(live)
+        freed += live.gpus
+        if freed >= lacking:
+            break
+    return take
 
 
 def replace_moved(
@@ -194,6 +223,7 @@ def consolidate(
     on_node: list[list[Live]],
     own_owners: tuple[int, ...],
     serving: bool,
+    spare_new: bool = False,
 ) -> tuple[list[int], list[tuple[Live, int]]] | None:
     """Move workloads to place the gang on ``shape`` (whose free GPUs suffice in total).
 
@@ -204,7 +234,11 @@ def consolidate(
     returned.
     """
     n, g = workers, gpus_per_worker
-    moved = plan_moves(index, shape, n, g, on_node=on_node, budget=n * g)
+    moved = None
+    if spare_new:  # moving only workloads restarted before restarts no new one
+        moved = plan_moves(index, shape, n, g, on_node=on_node, budget=n * g, restarted_only=True)
+    if moved is None:
+        moved = plan_moves(index, shape, n, g, on_node=on_node, budget=n * g, spare_new=spare_new)
     if moved is None:
         return None
     version = index.version

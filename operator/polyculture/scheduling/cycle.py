@@ -32,6 +32,7 @@ from polyculture.scheduling.preemption import (
     Live,
     Rule,
     Search,
+    fewer_new,
     find_block_victims,
     find_victims,
     free_in_total,
@@ -334,6 +335,20 @@ class _Cycle:
             rule=rule,
             report=report,
         )
+        if victims is not None and self.policy.spare_new:
+            on_node, lowest, by_community = self.victims.per_node
+            victims = fewer_new(
+                self.index,
+                s,
+                n,
+                g,
+                victims,
+                preemptor=c,
+                on_node=on_node,
+                rule=rule,
+                lowest_priority=lowest,
+                by_community=by_community,
+            )
         if victims is not None or g <= 1:
             return victims, True
         # the surplus ran out before a whole block was free: clear the nodes that
@@ -351,6 +366,7 @@ class _Cycle:
             rule=rule,
             lowest_priority=lowest,
             by_community=by_community,
+            spare_new=self.policy.spare_new,
         )
         return victims, journal is not None and len(journal) == moved
 
@@ -403,6 +419,7 @@ class _Cycle:
             on_node=self.victims.movable[0],
             own_owners=self.own_owners[c],
             serving=w.serving,
+            spare_new=self.policy.spare_new,
         )
         if done is None:
             return False

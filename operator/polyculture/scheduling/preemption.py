@@ -276,11 +276,17 @@ def _one_victim(
     return None
 
 
-def _clear_node(node: int, lives: list[Live], lacking: int, rule: Rule) -> list[Live] | None:
+def _clear_node(
+    node: int, lives: list[Live], lacking: int, rule: Rule, spare_new: bool = False
+) -> list[Live] | None:
     """Victims among ``lives`` (on ``node``) that free ``lacking`` GPUs there, lowest
-    priority and fewest units first, each givable counting those already chosen; or None."""
+    priority and fewest units first, each givable counting those already chosen; or None.
+    With ``spare_new``, the set restarts the fewest workloads never restarted before, then the
+    fewest workloads (:func:`_fewest_new`)."""
     if sum(live.gpus * live.nodes.count(node) for live in lives) < lacking:
         return None
+    if spare_new:
+        return _fewest_new(node, lives, lacking, rule)
     lives.sort(key=lambda live: (live.running.workload.priority, live.units))
     chosen: list[Live] = []
     spent: dict[int, float] = {}
@@ -295,6 +301,69 @@ def _clear_node(node: int, lives: list[Live], lacking: int, rule: Rule) -> list[
         if freed >= lacking:
             return chosen
     return None
+
+
+def new_victims(victims: Sequence[Live]) -> int:
+    """How many of ``victims`` were never restarted before."""
+    return sum(1 for live in victims if not live.running.restarts)
+
+
+def _fewest_new(node: int, lives: list[Live], lacking: int, rule: Rule) -> list[Live] | None:
+    """Victims on ``node`` freeing ``lacking`` GPUs there: of the lowest priorities, the one
+    givable workload that frees enough alone, restarted before and then smallest; else workloads
+    restarted before first, then largest first, each givable counting those chosen, less those
+    the others turn out to free enough without (newest chosen first)."""
+    lives.sort(key=lambda live: live.running.workload.priority)
+    alone = [
+        live
+        for live in lives
+        if live.gpus * live.nodes.count(node) >= lacking and givable(live, 0.0, rule)
+    ]
+    ranked = sorted(
+        lives,
+        key=lambda live: (
+            live.running.workload.priority,
+            not live.running.restarts,
+            -live.gpus * live.nodes.count(node),
+            victim_order(live, True),
+        ),
+    )
+    chosen: list[Live] = []
+    spent: dict[int, float] = {}
+    freed = 0
+    for live in ranked:
+        v = live.community
+        if not givable(live, spent.get(v, 0.0), rule):
+            continue
+        spent[v] = spent.get(v, 0.0) + live.units
+        chosen.append(live)
+        freed += live.gpus * live.nodes.count(node)
+        if freed >= lacking:
+            break
+    else:
+        chosen = []
+    for live in reversed(chosen[:-1]):
+        if freed - live.gpus * live.nodes.count(node) >= lacking:
+            chosen.remove(live)
+            freed -= live.gpus * live.nodes.count(node)
+    if alone:
+        lowest = alone[0].running.workload.priority
+        single = min(
+            (live for live in alone if live.running.workload.priority == lowest),
+            key=lambda live: (not live.running.restarts, live.gpus, victim_order(live, True)),
+        )
+        if not chosen or _set_cost([single]) <= _set_cost(chosen):
+            return [single]
+    return chosen or None
+
+
+def _set_cost(victims: Sequence[Live]) -> tuple[int, int, int]:
+    """Highest priority, workloads never restarted before, workloads (``spare_new``)."""
+    return (
+        max(live.running.workload.priority for live in victims),
+        new_victims(victims),
+        len(victims),
+    )
 
 
 def _nodes_to_cost(
@@ -340,6 +409,7 @@ def find_block_victims(
     rule: Rule,
     lowest_priority: int = 0,
     by_community: Sequence[Sequence[Live]] | None = None,
+    spare_new: bool = False,
 ) -> list[Live] | None:
     """Victims that clear whole blocks for the gang on ``shape``, node by node, or None.
 
@@ -354,29 +424,35 @@ def find_block_victims(
     needed in the end are put back (newest chosen first). Same contract as
     :func:`find_victims`. ``by_community`` (the candidates of each community id) lets the
     search cost only the nodes where victims of communities above their entitlement could
-    complete a block (:func:`_nodes_to_cost`), in the same order.
+    complete a block (:func:`_nodes_to_cost`), in the same order. With ``spare_new`` a node
+    costs, after the priority, the workloads never restarted before that clearing it
+    restarts, then the workloads it restarts (``Policy.spare_new``), and is cleared as
+    :func:`_fewest_new` chooses.
     """
     g = gpus_per_worker
     alloc = rule.alloc
     taken: list[Live] = []
     while index.slots(shape, g) < workers:
-        best: tuple[tuple[int, int, int, VictimOrder], list[Live]] | None = None
+        best: tuple[tuple[int, int, int, int, int, VictimOrder], list[Live]] | None = None
         level = -1
         for node in _nodes_to_cost(index, shape, g, rule, by_community):
             lacking = g - index.free[node]
             if lacking != level:
                 level = lacking
                 # nodes with fewer free GPUs cost at least ``lacking`` units: no better than best
-                if best is not None and best[0][0] <= lowest_priority and best[0][1] < lacking:
+                bound = (lowest_priority, 0, 1 if spare_new else 0, lacking)
+                if best is not None and best[0][:4] < bound:
                     break
             lives = [
                 live for live in on_node[node] if not live.preempted and live.community != preemptor
             ]
-            chosen = _clear_node(node, lives, lacking, rule)
+            chosen = _clear_node(node, lives, lacking, rule, spare_new)
             if chosen is None:
                 continue
             cost = (
                 max(live.running.workload.priority for live in chosen),
+                new_victims(chosen) if spare_new else 0,
+                len(chosen) if spare_new else 0,
                 sum(live.gpus * len(live.nodes) for live in chosen),
                 lacking,
                 min(victim_order(live) for live in chosen),
@@ -396,6 +472,51 @@ def find_block_victims(
     for live in taken:
         live.preempted = False
     return put_back(index, taken, alloc, lambda: index.slots(shape, g) >= workers)
+
+
+def fewer_new(
+    index: FreeIndex,
+    shape: int,
+    workers: int,
+    gpus_per_worker: int,
+    greedy: list[Live],
+    *,
+    preemptor: int,
+    on_node: list[list[Live]],
+    rule: Rule,
+    lowest_priority: int = 0,
+    by_community: Sequence[Sequence[Live]] | None = None,
+) -> list[Live]:
+    """``greedy`` (victims :func:`find_victims` found, their GPUs freed), or the victims of
+    :func:`find_block_victims` under ``spare_new`` if those restart fewer workloads never
+    restarted before, then fewer workloads, at no higher priority (``Policy.spare_new``).
+    Only for a gang of several GPUs per worker with a victim never restarted before: one GPU
+    frees wherever a victim runs, and the greedy pass already takes those restarted before
+    first. Same contract as :func:`find_victims`."""
+    if gpus_per_worker <= 1 or not new_victims(greedy):
+        return greedy
+    for live in reversed(greedy):
+        restore(index, live, rule.alloc)
+    other = find_block_victims(
+        index,
+        shape,
+        workers,
+        gpus_per_worker,
+        preemptor=preemptor,
+        on_node=on_node,
+        rule=rule,
+        lowest_priority=lowest_priority,
+        by_community=by_community,
+        spare_new=True,
+    )
+    if other is not None and _set_cost(other) < _set_cost(greedy):
+        return other
+    if other is not None:
+        for live in reversed(other):
+            restore(index, live, rule.alloc)
+    for live in greedy:
+        release(index, live, rule.alloc)
+    return greedy
 
 
 def free_in_total(
@@ -478,9 +599,9 @@ def candidates_by_shape(
     lives: list[Live], shape_of: list[int], shapes: int, policy: Policy, now: float
 ) -> list[list[Live]]:
     """Victim candidates per shape, in :func:`victim_order`: of known communities, past
-    their minimum runtime; none when preemption is off. With a restart back-off, which
-    bounds how often one workload can be restarted, workloads restarted before go first
-    (fewest workloads restarted); without it, the fewest restarted (``DESIGN.md``)."""
+    their minimum runtime; none when preemption is off. With a restart back-off or a restart
+    limit, which bound how often one workload can be restarted, workloads restarted before go
+    first (fewest workloads restarted); without either, the fewest restarted (``DESIGN.md``)."""
     candidates: list[list[Live]] = [[] for _ in range(shapes)]
     if not policy.preemption:
         return candidates
@@ -492,7 +613,7 @@ def candidates_by_shape(
                 continue
             for s in sorted({shape_of[i] for i in nodes}):
                 candidates[s].append(live)
-    concentrate = policy.restart_backoff > 1
+    concentrate = policy.restart_backoff > 1 or policy.restart_limit > 0
     for cands in candidates:
         cands.sort(key=lambda live: victim_order(live, concentrate))
     return candidates

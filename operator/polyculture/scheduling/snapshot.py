@@ -123,6 +123,10 @@ class Policy:
     consolidation: bool = False
     #: consolidation moves only workloads preempted or moved before (``Running.restarts``)
     move_restarted_only: bool = False
+    #: clearing a node for a gang (defragmenting preemption, consolidation moves) restarts
+    #: the fewest workloads never restarted before, then the fewest workloads, rather than
+    #: the fewest GPUs
+    spare_new: bool = False
     #: the minimum runtime grows by this factor with each past restart of a workload
     #: (``min_runtime_s * backoff ** restarts``); 1 keeps it flat
     restart_backoff: float = 1.0

@@ -126,6 +126,13 @@ def parser() -> argparse.ArgumentParser:
         "(default: any movable job of a community above its nominal share)",
     )
     parse.add_argument(
+        "--spare-new",
+        action="store_true",
+        help="fair policy: clearing a node for a gang (preemption node by node, moves) "
+        "restarts the fewest jobs never restarted before, then the fewest jobs (default: the "
+        "fewest GPUs)",
+    )
+    parse.add_argument(
         "--reservation",
         action="store_true",
         help="fair policy: hold free GPUs for the first job that waits for room while its "
@@ -234,6 +241,7 @@ def run(trace: Trace, args: argparse.Namespace) -> tuple[dict[str, object], dict
                 restart_limit=args.restart_limit,
                 reservation=args.reservation,
                 move_restarted_only=args.move_restarted_only,
+                spare_new=args.spare_new,
                 victim_costs=args.victim_order == "cost",
                 checkpoint_interval_s=args.checkpoint_interval,
             )
@@ -305,6 +313,7 @@ def run(trace: Trace, args: argparse.Namespace) -> tuple[dict[str, object], dict
         "restart_limit": args.restart_limit,
         "reservation": args.reservation,
         "move_restarted_only": args.move_restarted_only,
+        "spare_new": args.spare_new,
         "victim_order": args.victim_order,
         "coop_communities": args.coop,
         "weights": args.weights,

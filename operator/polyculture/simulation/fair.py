@@ -101,6 +101,7 @@ class FairPolicy:
         restart_limit: int = 0,
         reservation: bool = False,
         move_restarted_only: bool = False,
+        spare_new: bool = False,
         checkpoint_interval_s: float = 0.0,
         victim_costs: bool = False,
     ) -> None:
@@ -120,6 +121,7 @@ class FairPolicy:
             restart_limit=restart_limit,
             reservation=reservation,
             move_restarted_only=move_restarted_only,
+            spare_new=spare_new,
         )
         #: whether the core is told each running job's restarts and checkpoints
         self._victim_costs = victim_costs

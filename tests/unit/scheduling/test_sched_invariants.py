@@ -140,6 +140,7 @@ def pools(draw: st.DrawFn, contended: bool) -> Snapshot:
         preemption_delay_s=draw(st.sampled_from((0.0, 0.0, 50.0))),
         restart_limit=draw(st.sampled_from((0, 0, 1, 3))),
         move_restarted_only=draw(st.booleans()),
+        spare_new=draw(st.booleans()),
         reclaim_delay_s=draw(st.sampled_from((0.0, 0.0, 25.0))),
     )
     return Snapshot(nodes, communities, tuple(running), pending, now=100.0, policy=policy)

@@ -638,6 +638,22 @@ CASES = [
         want_preempted={"y/a": "FairShare"},
     ),
     Case(
+        "with a restart limit a victim restarted before goes first, even without a back-off",
+        snapshot()
+        .nodes(two_nodes())
+        .communities("x", "y")
+        .now(1000)
+        .running(
+            workload("y/a", "y").gpus(8).running("n-0", started=10),
+            workload("y/b", "y").gpus(8).running("n-1", started=20, restarts=1),
+        )
+        .pending(workload("x/t", "x").gpus(8).obj())
+        .policy(restart_limit=3)
+        .obj(),
+        want_admitted={"x/t": ("n-1",)},
+        want_preempted={"y/b": "FairShare"},
+    ),
+    Case(
         "a workload restarted restart_limit times is no victim (the back-off would take it)",
         snapshot()
         .nodes(two_nodes())
@@ -692,6 +708,126 @@ CASES = [
         .policy(preemption=False, consolidation=True, restart_limit=1)
         .obj(),
         want_waiting={"x/t": "Fragmented"},
+    ),
+    Case(
+        "clearing a node for a gang: the victims restarted fewest times (fewest GPUs tied)",
+        snapshot()
+        .nodes(nodes("n", 4))
+        .communities("x", "y", "z")
+        .now(1000)
+        .running(
+            # y is entitled to 13 of its 18 GPUs: the greedy pass takes y/e and y/c (restarted
+            # most first), y has no more to give, no node is clear and no single victim suffices
+            workload("y/a", "y").gpus(2).running("n-0", started=500),
+            workload("y/b", "y").gpus(2).running("n-0", started=500),
+            workload("y/c", "y").gpus(2).running("n-1", started=500, restarts=1),
+            workload("y/d", "y").gpus(2).running("n-1", started=500, restarts=1),
+            workload("y/e", "y").gpus(2).running("n-2", started=500, restarts=3),
+            workload("z/big", "z").gpus(6).running("n-2", started=500),
+            workload("y/f", "y").gpus(8).running("n-3", started=100),
+        )
+        .pending(workload("x/t", "x").gpus(8).obj(), workload("x/u", "x").gpus(8).created(1).obj())
+        .policy(min_runtime_s=10, restart_backoff=2)
+        .obj(),
+        want_admitted={"x/t": ("n-0",)},
+        want_preempted={"y/a": "FairShare", "y/b": "FairShare"},
+        want_waiting={"x/u": "OverShare"},
+    ),
+    Case(
+        "clearing a node for a gang: the node whose victims were restarted before (spare_new)",
+        snapshot()
+        .nodes(nodes("n", 4))
+        .communities("x", "y", "z")
+        .now(1000)
+        .running(
+            # y is entitled to 13 of its 18 GPUs: the greedy pass takes y/e and y/c (restarted
+            # most first), y has no more to give, no node is clear and no single victim suffices
+            workload("y/a", "y").gpus(2).running("n-0", started=500),
+            workload("y/b", "y").gpus(2).running("n-0", started=500),
+            workload("y/c", "y").gpus(2).running("n-1", started=500, restarts=1),
+            workload("y/d", "y").gpus(2).running("n-1", started=500, restarts=1),
+            workload("y/e", "y").gpus(2).running("n-2", started=500, restarts=3),
+            workload("z/big", "z").gpus(6).running("n-2", started=500),
+            workload("y/f", "y").gpus(8).running("n-3", started=100),
+        )
+        .pending(workload("x/t", "x").gpus(8).obj(), workload("x/u", "x").gpus(8).created(1).obj())
+        .policy(min_runtime_s=10, restart_backoff=2, spare_new=True)
+        .obj(),
+        want_admitted={"x/t": ("n-1",)},
+        want_preempted={"y/c": "FairShare", "y/d": "FairShare"},
+        want_waiting={"x/u": "OverShare"},
+    ),
+    Case(
+        "consolidation takes the first node of its level that it can clear",
+        snapshot()
+        .nodes(nodes("n", 3))
+        # z asks for nothing: y's 12 GPUs are above its nominal share of 8
+        .communities("x", "y", "z")
+        .running(
+            workload("y/a", "y").gpus(2).running("n-2"),
+            workload("y/b", "y").gpus(2).running("n-2"),
+            workload("y/c", "y").gpus(4).running("n-0", restarts=1),
+            workload("y/d", "y").gpus(4).running("n-1"),
+        )
+        .pending(workload("x/t", "x").gpus(8).obj())
+        .policy(preemption=False, consolidation=True)
+        .obj(),
+        want_admitted={"x/t": ("n-2",)},
+        want_preempted={"y/a": "Consolidation", "y/b": "Consolidation"},
+        want_moved={"y/a": ("n-1",), "y/b": ("n-1",)},
+    ),
+    Case(
+        "consolidation moves a workload restarted before over fresh ones (spare_new)",
+        snapshot()
+        .nodes(nodes("n", 3))
+        # z asks for nothing: y's 12 GPUs are above its nominal share of 8
+        .communities("x", "y", "z")
+        .running(
+            workload("y/a", "y").gpus(2).running("n-2"),
+            workload("y/b", "y").gpus(2).running("n-2"),
+            workload("y/c", "y").gpus(4).running("n-0", restarts=1),
+            workload("y/d", "y").gpus(4).running("n-1"),
+        )
+        .pending(workload("x/t", "x").gpus(8).obj())
+        .policy(preemption=False, consolidation=True, spare_new=True)
+        .obj(),
+        want_admitted={"x/t": ("n-0",)},
+        want_preempted={"y/c": "Consolidation"},
+        want_moved={"y/c": ("n-1",)},
+    ),
+    Case(
+        "consolidation clears the node with most free GPUs first",
+        snapshot()
+        .nodes(nodes("n", 3))
+        .communities("x", "y", "z")
+        .running(
+            workload("y/a", "y").gpus(2).running("n-0"),
+            workload("y/c", "y").gpus(4).running("n-1", restarts=1),
+            workload("y/d", "y").gpus(8).running("n-2"),
+        )
+        .pending(workload("x/t", "x").gpus(8).obj())
+        .policy(preemption=False, consolidation=True)
+        .obj(),
+        want_admitted={"x/t": ("n-0",)},
+        want_preempted={"y/a": "Consolidation"},
+        want_moved={"y/a": ("n-1",)},
+    ),
+    Case(
+        "consolidation moves only workloads restarted before when that suffices (spare_new)",
+        snapshot()
+        .nodes(nodes("n", 3))
+        .communities("x", "y", "z")
+        .running(
+            workload("y/a", "y").gpus(2).running("n-0"),
+            workload("y/c", "y").gpus(4).running("n-1", restarts=1),
+            workload("y/d", "y").gpus(8).running("n-2"),
+        )
+        .pending(workload("x/t", "x").gpus(8).obj())
+        .policy(preemption=False, consolidation=True, spare_new=True)
+        .obj(),
+        want_admitted={"x/t": ("n-1",)},
+        want_preempted={"y/c": "Consolidation"},
+        want_moved={"y/c": ("n-0",)},
     ),
     Case(
         "a victim that just saved a checkpoint goes before a younger one that did not",
