@@ -253,7 +253,8 @@ class Preemption(SpecModel):
         description="The minimum runtime grows by this factor with each restart of a workload "
         "(minRuntime × restartBackoff^restarts): 2 protects a workload restarted once for "
         "twice as long, and victims are then taken among workloads restarted before first. "
-        "1 keeps it flat, and the workloads restarted fewest times go first.",
+        "1 keeps it flat, and the workloads restarted fewest times go first (unless "
+        "restartLimit is set).",
     )
     restart_limit: int = Field(
         default=0,
@@ -261,7 +262,8 @@ class Preemption(SpecModel):
         le=1000,
         alias="restartLimit",
         description="A workload preempted or moved this many times is no longer preempted for "
-        "fair share or moved until it ends (owner reclaim still stops it). 0: no limit.",
+        "fair share or moved until it ends (owner reclaim still stops it), and victims are "
+        "taken among workloads restarted before first. 0: no limit.",
     )
     delay: Duration = Field(
         default="0s",
