@@ -830,6 +830,48 @@ CASES = [
         want_moved={"y/c": ("n-0",)},
     ),
     Case(
+        "a gang takes the greedy pass's victims, a new one among them",
+        snapshot()
+        .nodes(two_nodes())
+        .communities("x", "y", "z")
+        .now(10000)
+        .running(
+            # y holds 12 GPUs, entitled to 8; the greedy pass takes y/b (restarted most), y/a
+            # and y/e would leave y below 8, then y/c completes a block of 2 on n-0
+            workload("y/a", "y").gpus(4).running("n-0", started=300, restarts=1),
+            workload("y/b", "y").gpus(1).running("n-0", started=300, restarts=2),
+            workload("y/c", "y").gpus(3).running("n-0", started=100),
+            workload("z/d", "z").gpus(4).running("n-1", started=200, restarts=1),
+            workload("y/e", "y").gpus(4).running("n-1", started=200, restarts=1),
+        )
+        .pending(workload("x/t", "x").gpus(2).obj(), workload("x/u", "x").gpus(2).created(1).obj())
+        .policy(min_runtime_s=10, restart_backoff=2)
+        .obj(),
+        want_admitted={"x/t": ("n-0",), "x/u": ("n-0",)},
+        want_preempted={"y/c": "FairShare", "y/b": "FairShare"},
+    ),
+    Case(
+        "a gang takes one victim restarted before over the greedy pass's new one (spare_new)",
+        snapshot()
+        .nodes(two_nodes())
+        .communities("x", "y", "z")
+        .now(10000)
+        .running(
+            # y holds 12 GPUs, entitled to 8; the greedy pass takes y/b (restarted most), y/a
+            # and y/e would leave y below 8, then y/c completes a block of 2 on n-0
+            workload("y/a", "y").gpus(4).running("n-0", started=300, restarts=1),
+            workload("y/b", "y").gpus(1).running("n-0", started=300, restarts=2),
+            workload("y/c", "y").gpus(3).running("n-0", started=100),
+            workload("z/d", "z").gpus(4).running("n-1", started=200, restarts=1),
+            workload("y/e", "y").gpus(4).running("n-1", started=200, restarts=1),
+        )
+        .pending(workload("x/t", "x").gpus(2).obj(), workload("x/u", "x").gpus(2).created(1).obj())
+        .policy(min_runtime_s=10, restart_backoff=2, spare_new=True)
+        .obj(),
+        want_admitted={"x/t": ("n-0",), "x/u": ("n-0",)},
+        want_preempted={"y/a": "FairShare"},
+    ),
+    Case(
         "a victim that just saved a checkpoint goes before a younger one that did not",
         snapshot()
         .nodes(two_nodes())
