@@ -126,19 +126,69 @@ class FreeIndex:
             self.journal.append((node, new))
 
     def replay(self, moves: list[tuple[int, int]]) -> None:
-        """Make again the ``moves`` a journal recorded, in order (free GPUs, buckets, version).
-        A move up and straight back down on one node (a victim tried alone) is one
-        :meth:`bounce`."""
-        free = self.free
+        """Make again the ``moves`` a journal recorded, in order: the same buckets and their
+        order, positions, free GPUs, counts, totals, version and journal as :meth:`_move`
+        one by one. A move up and straight back down on one node (a victim tried alone) is
+        one :meth:`bounce`. Nothing reads the counts and totals in between, so they are
+        brought to the nodes' last free GPUs once, at the end (a failed search's moves end
+        where they start: they do not change)."""
+        free, pos, opos = self.free, self.pos, self.opos
+        shape_of, owner_of, buckets, obuckets = (
+            self.shape_of,
+            self.owner_of,
+            self.buckets,
+            self.obuckets,
+        )
+        first: dict[int, int] = {}  # each node's free GPUs before its first move
         i, n = 0, len(moves)
         while i < n:
             node, new = moves[i]
-            if i + 1 < n and moves[i + 1][0] == node and moves[i + 1][1] == free[node] < new:
-                self.bounce(node, new - free[node])
+            old = free[node]
+            if node not in first:
+                first[node] = old
+            s = shape_of[node]
+            ob = obuckets[s][owner_of[node]]
+            if i + 1 < n and moves[i + 1][0] == node and moves[i + 1][1] == old < new:
+                # a bounce: the node to the end of its bucket, its last node in its place
+                bucket, j = buckets[s][old], pos[node]
+                last = bucket[-1]
+                if last != node:
+                    bucket[j], pos[last], bucket[-1], pos[node] = last, j, node, len(bucket) - 1
+                bucket, j = ob[old], opos[node]
+                last = bucket[-1]
+                if last != node:
+                    bucket[j], opos[last], bucket[-1], opos[node] = last, j, node, len(bucket) - 1
                 i += 2
                 continue
-            self._move(node, new)
+            # a move, as ``_move``: out of its bucket (the last node takes its place), to the
+            # end of its new one
+            bucket, j = buckets[s][old], pos[node]
+            last = bucket.pop()
+            if last != node:
+                bucket[j], pos[last] = last, j
+            bucket = buckets[s][new]
+            pos[node] = len(bucket)
+            bucket.append(node)
+            bucket, j = ob[old], opos[node]
+            last = bucket.pop()
+            if last != node:
+                bucket[j], opos[last] = last, j
+            bucket = ob[new]
+            opos[node] = len(bucket)
+            bucket.append(node)
+            free[node] = new
             i += 1
+        count, total = self.count, self.free_total
+        for node, old in first.items():
+            new = free[node]
+            if new != old:
+                s = shape_of[node]
+                count[s][old] -= 1
+                count[s][new] += 1
+                total[s] += new - old
+        self.version += n
+        if self.journal is not None:
+            self.journal += moves
 
     def take(self, node: int, gpus: int) -> None:
         """Allocate ``gpus`` on ``node``; the caller has checked that they are free."""

@@ -304,6 +304,13 @@ def test_a_replay_makes_the_recorded_moves() -> None:
     for node, new in moves:
         plain._move(node, new)
     assert _state(replayed) == _state(plain) == (*_state(recorder)[:-1], None)
+    # and again from there, recording: the journal gets the moves as they were made
+    replayed.journal, plain.journal = [], []
+    replayed.replay(moves)
+    for node, new in moves:
+        plain._move(node, new)
+    assert replayed.journal == plain.journal == moves
+    assert _state(replayed) == _state(plain)
 
 
 def test_a_round_trip_is_the_gives_then_the_takes() -> None:
