@@ -288,10 +288,16 @@ def _clear_node(
     if spare_new:
         return _fewest_new(node, lives, lacking, rule)
     lives.sort(key=lambda live: (live.running.workload.priority, live.units))
+    return _take(node, lives, lacking, rule)
+
+
+def _take(node: int, ranked: Sequence[Live], lacking: int, rule: Rule) -> list[Live] | None:
+    """The first of ``ranked`` that free ``lacking`` GPUs on ``node``, each givable counting
+    those already chosen; or None."""
     chosen: list[Live] = []
     spent: dict[int, float] = {}
     freed = 0
-    for live in lives:
+    for live in ranked:
         v = live.community
         if not givable(live, spent.get(v, 0.0), rule):
             continue
@@ -328,20 +334,8 @@ def _fewest_new(node: int, lives: list[Live], lacking: int, rule: Rule) -> list[
             victim_order(live, True),
         ),
     )
-    chosen: list[Live] = []
-    spent: dict[int, float] = {}
-    freed = 0
-    for live in ranked:
-        v = live.community
-        if not givable(live, spent.get(v, 0.0), rule):
-            continue
-        spent[v] = spent.get(v, 0.0) + live.units
-        chosen.append(live)
-        freed += live.gpus * live.nodes.count(node)
-        if freed >= lacking:
-            break
-    else:
-        chosen = []
+    chosen = _take(node, ranked, lacking, rule) or []
+    freed = sum(live.gpus * live.nodes.count(node) for live in chosen)
     for live in reversed(chosen[:-1]):
         if freed - live.gpus * live.nodes.count(node) >= lacking:
             chosen.remove(live)
