@@ -147,6 +147,7 @@ def test_defaults_appear_on_the_stored_pool(examples: ControlPlane) -> None:
                 "reclaimDelay": "0s",
                 "consolidation": False,
                 "moveRestartedOnly": False,
+                "spareNew": False,
             },
         }
         assert spec["ray"] == {
