@@ -11,7 +11,7 @@ of one GPU, a community has weight 1 and nothing else.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from typing import Self, TypeVar
 
@@ -184,3 +184,23 @@ def _flat(items: tuple[T | Iterable[T], ...], kind: type[T]) -> tuple[T, ...]:
         else:
             out.extend(item)  # type: ignore[arg-type]
     return tuple(out)
+
+
+def policy_variants(snap: Snapshot, *, every: bool = True) -> Iterator[tuple[str, Snapshot]]:
+    """``snap`` under the policies whose code paths differ, by name: the defaults, no
+    reclaim, consolidation with churn limits; with ``every``, also the reservation, the
+    lookahead and a cap of 8 GPUs on every third community (``OverCap`` on the way)."""
+    policy = snap.policy
+    yield "default", snap
+    yield "no-reclaim", replace(snap, policy=replace(policy, reclaim=False))
+    churn = replace(policy, consolidation=True, restart_backoff=2.0, preemption_delay_s=3600.0)
+    yield "consolidation", replace(snap, policy=churn)
+    if not every:
+        return
+    reserving = replace(churn, reservation=True, reclaim_delay_s=120.0)
+    yield "reservation", replace(snap, policy=reserving)
+    yield "lookahead", replace(snap, policy=replace(policy, lookahead=4))
+    capped = tuple(
+        replace(c, max_gpus=8) if i % 3 == 0 else c for i, c in enumerate(snap.communities)
+    )
+    yield "capped", replace(snap, communities=capped)

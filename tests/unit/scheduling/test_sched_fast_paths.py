@@ -25,7 +25,12 @@ import pytest
 
 from polyculture.scheduling import Decisions, Snapshot, cycle, preemption, schedule, victims
 from polyculture.scheduling.capacity import FreeIndex, index_pool
-from polyculture.scheduling.testing import make_nodes, make_snapshot, make_workload
+from polyculture.scheduling.testing import (
+    make_nodes,
+    make_snapshot,
+    make_workload,
+    policy_variants,
+)
 from polyculture.scheduling.victims import Victims
 from polyculture.simulation.bench import synthetic_snapshot
 
@@ -33,22 +38,12 @@ from polyculture.simulation.bench import synthetic_snapshot
 SIZES = [(120, 12, 1500, 1), (200, 200, 2000, 2), (160, 40, 1600, 3)]
 
 
-def _variants(snap: Snapshot) -> Iterator[tuple[str, Snapshot]]:
-    policy = snap.policy
-    yield "default", snap
-    yield "no-reclaim", dataclasses.replace(snap, policy=dataclasses.replace(policy, reclaim=False))
-    churn = dataclasses.replace(
-        policy, consolidation=True, restart_backoff=2.0, preemption_delay_s=3600.0
-    )
-    yield "consolidation", dataclasses.replace(snap, policy=churn)
-
-
 def _snapshots() -> Iterator[Any]:
     for nodes, communities, pending, seed in SIZES:
         snap = synthetic_snapshot(
             nodes=nodes, gpus_per_node=8, communities=communities, pending=pending, seed=seed
         )
-        for name, variant in _variants(snap):
+        for name, variant in policy_variants(snap, every=False):
             yield pytest.param(variant, id=f"{nodes}n-{communities}c-{name}")
 
 

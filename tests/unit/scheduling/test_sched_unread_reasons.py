@@ -15,33 +15,11 @@ from typing import Any
 import pytest
 
 from polyculture.scheduling import Decisions, Snapshot, cycle, reasons, schedule
+from polyculture.scheduling.testing import policy_variants
 from polyculture.simulation.bench import synthetic_snapshot
 
 #: (nodes, communities, pending, seed)
 SIZES = [(120, 12, 1500, 1), (200, 200, 2000, 2), (160, 40, 1600, 3)]
-
-
-def _variants(snap: Snapshot) -> Iterator[tuple[str, Snapshot]]:
-    policy = snap.policy
-    yield "default", snap
-    yield "no-reclaim", dataclasses.replace(snap, policy=dataclasses.replace(policy, reclaim=False))
-    churn = dataclasses.replace(
-        policy, consolidation=True, restart_backoff=2.0, preemption_delay_s=3600.0
-    )
-    yield "consolidation", dataclasses.replace(snap, policy=churn)
-    yield (
-        "reservation",
-        dataclasses.replace(
-            snap, policy=dataclasses.replace(churn, reservation=True, reclaim_delay_s=120.0)
-        ),
-    )
-    yield "lookahead", dataclasses.replace(snap, policy=dataclasses.replace(policy, lookahead=4))
-    # some communities at a cap of a few GPUs: OverCap on the way
-    capped = tuple(
-        dataclasses.replace(c, max_gpus=8) if i % 3 == 0 else c
-        for i, c in enumerate(snap.communities)
-    )
-    yield "capped", dataclasses.replace(snap, communities=capped)
 
 
 def _snapshots() -> Iterator[Any]:
@@ -49,7 +27,7 @@ def _snapshots() -> Iterator[Any]:
         snap = synthetic_snapshot(
             nodes=nodes, gpus_per_node=8, communities=communities, pending=pending, seed=seed
         )
-        for name, variant in _variants(snap):
+        for name, variant in policy_variants(snap):
             yield pytest.param(variant, id=f"{nodes}n-{communities}c-{name}")
 
 

@@ -1,5 +1,8 @@
-"""Quiet core calls (``simulation.quiet``): a call recognised as quiet decides nothing, and
-skipping it changes no replay.
+"""The simulator's shortcuts change no replay.
+
+Quiet core calls (``simulation.quiet``): a call recognised as quiet decides nothing, and
+skipping it changes no replay. The fair policy calls the core without waiting reasons (it
+reads none): the replay is the same as with them.
 
 The replay of real jobs runs at the simulator's defaults (minimum runtime, restart back-off,
 preemption delay, checkpoints, victim costs, grace period, consolidation), where most
@@ -13,9 +16,10 @@ from typing import Any
 
 import pytest
 
-from polyculture.scheduling import schedule
+from polyculture.scheduling import Decisions, schedule
 from polyculture.scheduling.snapshot import Snapshot
 from polyculture.scheduling.testing import make_nodes, make_snapshot, make_workload
+from polyculture.simulation import fair
 from polyculture.simulation.fair import FairPolicy
 from polyculture.simulation.quiet import QuietCalls
 from polyculture.simulation.replay import build_pool, replay
@@ -76,6 +80,33 @@ def test_skipping_quiet_calls_changes_no_replay(
     calling, policy = _replay(reservation)
     assert policy.quiet.skipped == 0
     assert skipping == calling
+
+
+@pytest.mark.parametrize("reservation", [False, True], ids=["defaults", "reservation"])
+def test_the_replay_without_reasons_is_the_replay_with_them(
+    monkeypatch: pytest.MonkeyPatch, reservation: bool
+) -> None:
+    asked: list[bool] = []
+
+    def core(snapshot: Snapshot, *, waiting_reasons: bool = True) -> Decisions:
+        asked.append(waiting_reasons)
+        return schedule(snapshot, waiting_reasons=waiting_reasons)
+
+    monkeypatch.setattr(fair, "schedule", core)
+    unread, policy = _replay(reservation)
+    assert asked and not any(asked)
+    calls = len(asked)
+    core_calls = policy.core_calls
+
+    def with_reasons(snapshot: Snapshot, *, waiting_reasons: bool = True) -> Decisions:
+        decisions = schedule(snapshot)
+        assert decisions.waiting or not snapshot.pending or decisions.admissions
+        return decisions
+
+    monkeypatch.setattr(fair, "schedule", with_reasons)
+    read, policy = _replay(reservation)
+    assert (read, policy.core_calls) == (unread, core_calls)
+    assert calls > 100  # not vacuous: the core decided many cycles
 
 
 def _pair() -> Snapshot:
