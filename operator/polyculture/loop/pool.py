@@ -344,7 +344,10 @@ class PoolLoop:
     def _write_verdicts(self, views: Mapping[str, ModelView]) -> None:
         """Models judged here (valid, no phase stored) that no plan write covers in this step
         (the core did not run: no backend): their verdict's ``Pending`` is written here, the
-        write the verdict step left to this loop."""
+        write the verdict step left to this loop. With a backend the plan writes them (their
+        admission or place in the queue): a ``Pending`` here could land after it."""
+        if self.backend is not None:
+            return
         for key in self.judged_here:
             judged = self.verdicts.get(key)
             view = views.get(key)
